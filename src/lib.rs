@@ -1,0 +1,2 @@
+//! revledger: a revocation ledger on an RFC 9162 Merkle log.
+pub mod hash;
