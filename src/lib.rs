@@ -1,2 +1,15 @@
 //! revledger: a revocation ledger on an RFC 9162 Merkle log.
+//!
+//! See `README.md` for the code map and architecture invariants, and
+//! `docs/FORMAT.md` for every byte on the wire.
+pub mod checkpoint;
+pub mod entry;
 pub mod hash;
+pub mod ledger;
+pub mod merkle;
+pub mod note;
+pub mod rules;
+pub mod smt;
+pub mod status;
+pub mod store;
+pub mod tile;

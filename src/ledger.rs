@@ -1,0 +1,951 @@
+//! The ledger: sequences events into the Merkle log, keeps the status map
+//! and the credential index, and signs checkpoints. The only writer of the
+//! [`Store`].
+//!
+//! One batch is one straight sequence (see [`Ledger::append_events`]):
+//! admit each event (decode, dedup, registry, strict signature, rules) →
+//! append entries and their tree hashes → update the status map → append
+//! the head record → commit atomically and fsync → check consistency with
+//! the last signed checkpoint → sign → persist the checkpoint and fsync →
+//! only then return. A storage error at any step poisons the ledger: it
+//! refuses further work until reopened, and reopening recovers.
+//!
+//! Architecture Invariant: no async, no HTTP, no clock. Time is passed in
+//! (`now_ms`), so the ledger is deterministic under test.
+
+use crate::checkpoint::{self, Checkpoint, VerifiedCheckpoint};
+use crate::entry::{
+    CredentialId, Entry, EntryError, EventKind, HeadRecord, HolderTag, KindSet, RegistryChange,
+    RegistryOp, SignedEvent, MAX_ENTRY_LEN,
+};
+use crate::hash::{leaf_hash, Hash};
+use crate::merkle::{self, Frontier, HashReader};
+use crate::note::{NoteSigner, NoteVerifier};
+use crate::rules::{self, ApplyError, Credential, RuleError, StateView};
+use crate::smt::{self, Node, NodeId, NodeReader};
+use crate::status::{LoggedEntry, StatusProof};
+use crate::store::{Batch, Space, Store, StoreError};
+use std::collections::{BTreeMap, HashMap};
+
+const META_SIZE: &[u8] = b"size";
+const META_CHECKPOINT: &[u8] = b"checkpoint";
+const META_REGISTRY: &[u8] = b"registry";
+
+/// Errors of the ledger itself (not of one submitted event; see
+/// [`Refusal`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Storage failed. HTTP 503.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored data contradicts itself or the last signed checkpoint. The
+    /// node must not serve or sign anything. HTTP 500.
+    #[error("storage is corrupt: {0}")]
+    Corrupt(String),
+    /// An earlier storage failure left the in-memory state unknown; reopen
+    /// the ledger. HTTP 503.
+    #[error("ledger stopped after a storage failure ({0}); reopen to recover")]
+    Poisoned(String),
+    /// A requested index or size is outside the published tree. HTTP 400.
+    #[error("{what} {value} is out of range (limit {limit})")]
+    OutOfRange {
+        what: &'static str,
+        value: u64,
+        limit: u64,
+    },
+    /// The new tree is not consistent with the last signed checkpoint;
+    /// nothing was signed. HTTP 500.
+    #[error("refusing to sign: {0}")]
+    WouldFork(String),
+    /// The submitter configuration is invalid. Start-up error.
+    #[error("submitter configuration: {0}")]
+    Config(String),
+    /// Signing failed.
+    #[error("signing checkpoint: {0}")]
+    Sign(String),
+}
+
+/// Why one submitted event was not logged. Nothing was changed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum Refusal {
+    /// HTTP 413.
+    #[error("entry is {len} bytes, over the {MAX_ENTRY_LEN}-byte limit")]
+    TooLarge { len: usize },
+    /// HTTP 400.
+    #[error("malformed event: {0}")]
+    Malformed(EntryError),
+    /// HTTP 400: clients submit events only.
+    #[error(
+        "only events can be submitted; registry changes and head records are written by the log"
+    )]
+    NotAnEvent,
+    /// HTTP 403.
+    #[error("issuer key id {0:08x} is not a registered submitter")]
+    UnknownIssuer(u32),
+    /// HTTP 403.
+    #[error("submitter {name} may not submit {kind} events")]
+    KindNotAllowed { name: String, kind: &'static str },
+    /// HTTP 403.
+    #[error("issuer signature does not verify (strict Ed25519)")]
+    BadSignature,
+    /// HTTP 409.
+    #[error(transparent)]
+    Rule(RuleError),
+}
+
+impl Refusal {
+    /// The HTTP status this refusal becomes.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Refusal::TooLarge { .. } => 413,
+            Refusal::Malformed(_) | Refusal::NotAnEvent => 400,
+            Refusal::UnknownIssuer(_) | Refusal::KindNotAllowed { .. } | Refusal::BadSignature => {
+                403
+            }
+            Refusal::Rule(_) => 409,
+        }
+    }
+
+    /// A stable machine-readable code for the JSON error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::TooLarge { .. } => "too_large",
+            Refusal::Malformed(_) => "malformed",
+            Refusal::NotAnEvent => "not_an_event",
+            Refusal::UnknownIssuer(_) => "unknown_issuer",
+            Refusal::KindNotAllowed { .. } => "kind_not_allowed",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::Rule(r) => r.code(),
+        }
+    }
+}
+
+/// The result for one submitted event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Logged in this batch at `index`.
+    Accepted { index: u64, leaf_hash: Hash },
+    /// The identical entry was already logged at `index` (in this batch or
+    /// earlier); it was not logged again.
+    Duplicate { index: u64, leaf_hash: Hash },
+    /// Not logged.
+    Refused(Refusal),
+}
+
+/// What one batch did: an outcome per submitted event, in order, and the
+/// checkpoint that covers every accepted and duplicate event.
+#[derive(Debug, Clone)]
+pub struct BatchResult {
+    pub outcomes: Vec<Outcome>,
+    pub checkpoint: VerifiedCheckpoint,
+}
+
+/// A registered submitter: a signed-note verifier key and the event kinds
+/// it may submit (DESIGN §2).
+#[derive(Clone, Debug)]
+pub struct Submitter {
+    pub key: NoteVerifier,
+    pub kinds: KindSet,
+}
+
+impl PartialEq for Submitter {
+    fn eq(&self, o: &Self) -> bool {
+        self.kinds == o.kinds && self.key.to_vkey_string() == o.key.to_vkey_string()
+    }
+}
+
+/// The submitter registry as of the end of the log, by key id.
+type Registry = BTreeMap<u32, Submitter>;
+
+/// Reads stored hashes for the Merkle math.
+struct Hashes<'a, S: Store>(&'a S);
+
+impl<S: Store> HashReader for Hashes<'_, S> {
+    type Error = StoreError;
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        indexes
+            .iter()
+            .map(|i| match self.0.get(Space::Hash, &i.to_be_bytes())? {
+                Some(v) => Hash::from_slice(&v).ok_or_else(|| {
+                    StoreError::Io(format!("stored hash {i} has {} bytes", v.len()))
+                }),
+                None => Err(StoreError::Io(format!("stored hash {i} is missing"))),
+            })
+            .collect()
+    }
+}
+
+/// Reads status map nodes.
+struct MapNodes<'a, S: Store>(&'a S);
+
+impl<S: Store> NodeReader for MapNodes<'_, S> {
+    type Error = StoreError;
+    fn get_node(&self, id: &NodeId) -> Result<Option<Node>, StoreError> {
+        match self.0.get(Space::MapNode, &id.to_bytes())? {
+            None => Ok(None),
+            Some(v) => Node::decode(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Io(format!("map node {id:?}: {e}"))),
+        }
+    }
+}
+
+/// The state of one batch being built: nothing here is visible to readers
+/// or durable until [`Ledger::seal`] commits it.
+struct Work<'a, S: Store> {
+    store: &'a S,
+    batch: Batch,
+    frontier: Frontier,
+    dedup: HashMap<Hash, u64>,
+    credentials: BTreeMap<CredentialId, Credential>,
+    holders: BTreeMap<HolderTag, Option<CredentialId>>,
+    registry: Registry,
+    registry_changed: bool,
+}
+
+impl<S: Store> StateView for Work<'_, S> {
+    type Error = LedgerError;
+    fn credential(&self, id: &CredentialId) -> Result<Option<Credential>, LedgerError> {
+        if let Some(c) = self.credentials.get(id) {
+            return Ok(Some(*c));
+        }
+        read_credential(self.store, id)
+    }
+    fn live_credential(&self, holder: &HolderTag) -> Result<Option<CredentialId>, LedgerError> {
+        if let Some(c) = self.holders.get(holder) {
+            return Ok(*c);
+        }
+        read_holder(self.store, holder)
+    }
+}
+
+impl<S: Store> Work<'_, S> {
+    /// Appends one entry: its bytes, its leaf hash and the tree hashes it
+    /// completes. Returns its index.
+    fn push_entry(&mut self, bytes: Vec<u8>, leaf: Hash) -> Result<u64, LedgerError> {
+        let index = self.frontier.size();
+        // Appending past 2^62 entries is the only failure; refuse it.
+        let hashes = self
+            .frontier
+            .append(leaf)
+            .map_err(|e| LedgerError::Corrupt(format!("appending entry {index}: {e}")))?;
+        for (i, h) in hashes {
+            self.batch.put(Space::Hash, i.to_be_bytes(), h.0);
+        }
+        self.batch.put(Space::Entry, index.to_be_bytes(), bytes);
+        Ok(index)
+    }
+}
+
+fn read_credential<S: Store>(
+    store: &S,
+    id: &CredentialId,
+) -> Result<Option<Credential>, LedgerError> {
+    match store.get(Space::Credential, &id.0)? {
+        None => Ok(None),
+        Some(v) => Credential::decode(&v)
+            .map(Some)
+            .map_err(|e| LedgerError::Corrupt(format!("credential record {id}: {e}"))),
+    }
+}
+
+fn read_holder<S: Store>(
+    store: &S,
+    holder: &HolderTag,
+) -> Result<Option<CredentialId>, LedgerError> {
+    match store.get(Space::Holder, &holder.0)? {
+        None => Ok(None),
+        Some(v) => <[u8; 32]>::try_from(v.as_slice())
+            .map(|b| Some(CredentialId(b)))
+            .map_err(|_| LedgerError::Corrupt(format!("holder record {holder} is malformed"))),
+    }
+}
+
+fn u64_value(v: &[u8], what: &str) -> Result<u64, LedgerError> {
+    <[u8; 8]>::try_from(v)
+        .map(u64::from_be_bytes)
+        .map_err(|_| LedgerError::Corrupt(format!("{what} is not a u64")))
+}
+
+fn corrupt<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> LedgerError {
+    move |e| LedgerError::Corrupt(format!("{what}: {e}"))
+}
+
+/// The revocation ledger over a [`Store`].
+pub struct Ledger<S: Store> {
+    store: S,
+    signer: NoteSigner,
+    verifier: NoteVerifier,
+    /// The right edge of the committed tree: O(log n) hashes.
+    frontier: Frontier,
+    /// The last checkpoint signed (and persisted).
+    checkpoint: Option<VerifiedCheckpoint>,
+    registry: Registry,
+    last_head_ms: u64,
+    poisoned: Option<String>,
+}
+
+impl<S: Store> Ledger<S> {
+    /// Opens the ledger in `store`, creating the log when the store is
+    /// empty (a first batch holding only a head record, so that even the
+    /// first checkpoint ends on one).
+    ///
+    /// On an existing log it checks, in O(log n) reads: the last signed
+    /// checkpoint verifies with this key; the root recomputed from stored
+    /// hashes equals it; the last entry is a head record whose map root
+    /// equals the stored map's root. A batch that was committed but never
+    /// checkpointed (a crash in between) is checked for consistency and
+    /// signed now.
+    ///
+    /// # Errors
+    /// [`LedgerError::Corrupt`] with what does not match, or a storage
+    /// error.
+    pub fn open(store: S, signer: NoteSigner, now_ms: u64) -> Result<Ledger<S>, LedgerError> {
+        let verifier = signer.verifier();
+        let mut ledger = Ledger {
+            store,
+            signer,
+            verifier,
+            frontier: Frontier::new(),
+            checkpoint: None,
+            registry: Registry::new(),
+            last_head_ms: 0,
+            poisoned: None,
+        };
+        let size = match ledger.store.get(Space::Meta, META_SIZE)? {
+            None => {
+                let sealed = seal(ledger.work(), now_ms, 0);
+                ledger.install(sealed)?;
+                return Ok(ledger);
+            }
+            Some(v) => u64_value(&v, "stored tree size")?,
+        };
+        if size == 0 {
+            return Err(LedgerError::Corrupt("stored tree size is 0".into()));
+        }
+        ledger.frontier = Frontier::load(size, &Hashes(&ledger.store))
+            .map_err(corrupt("loading the tree's right edge"))?;
+
+        if let Some(text) = ledger.store.get(Space::Meta, META_CHECKPOINT)? {
+            let text = String::from_utf8(text).map_err(corrupt("stored checkpoint"))?;
+            let ckpt = checkpoint::verify_checkpoint(&text, &ledger.verifier).map_err(|e| {
+                LedgerError::Corrupt(format!(
+                    "the stored checkpoint does not verify with log key {} ({e}); wrong key or data dir?",
+                    ledger.verifier.to_vkey_string()
+                ))
+            })?;
+            if ckpt.size() > size {
+                return Err(LedgerError::Corrupt(format!(
+                    "last signed checkpoint has size {} but the stored tree has only {size} entries",
+                    ckpt.size()
+                )));
+            }
+            let root = merkle::tree_hash(ckpt.size(), &Hashes(&ledger.store))
+                .map_err(corrupt("recomputing the checkpointed root"))?;
+            if root != *ckpt.root() {
+                return Err(LedgerError::Corrupt(format!(
+                    "root recomputed from stored hashes at size {} is {}, but the last signed checkpoint says {}",
+                    ckpt.size(),
+                    root.to_base64(),
+                    ckpt.root().to_base64()
+                )));
+            }
+            ledger.checkpoint = Some(ckpt);
+        }
+
+        let head = match Entry::decode(&ledger.read_entry(size - 1)?) {
+            Ok(Entry::Head(h)) => h,
+            Ok(_) => {
+                return Err(LedgerError::Corrupt(format!(
+                    "last entry {} is not a head record",
+                    size - 1
+                )))
+            }
+            Err(e) => return Err(LedgerError::Corrupt(format!("last entry: {e}"))),
+        };
+        let map_root = smt::root(&MapNodes(&ledger.store)).map_err(corrupt("status map"))?;
+        if map_root != head.map_root {
+            return Err(LedgerError::Corrupt(format!(
+                "status map root {} differs from the last head record's {}",
+                map_root.to_hex(),
+                head.map_root.to_hex()
+            )));
+        }
+        ledger.last_head_ms = head.time_ms;
+        ledger.registry = match ledger.store.get(Space::Meta, META_REGISTRY)? {
+            None => Registry::new(),
+            Some(v) => decode_registry(&v)?,
+        };
+        if ledger.checkpoint.as_ref().map(|c| c.size()) != Some(size) {
+            ledger.publish_checkpoint()?;
+        }
+        Ok(ledger)
+    }
+
+    /// The last signed checkpoint.
+    pub fn checkpoint(&self) -> &VerifiedCheckpoint {
+        // open() and every seal() leave a checkpoint or return an error.
+        match &self.checkpoint {
+            Some(c) => c,
+            None => unreachable!("an open ledger always has a checkpoint"),
+        }
+    }
+
+    /// The log's verifier key.
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.verifier
+    }
+
+    /// The registered submitters, by key id.
+    pub fn submitters(&self) -> impl Iterator<Item = &Submitter> {
+        self.registry.values()
+    }
+
+    /// The store (read access for serving tiles).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// `Some(reason)` when a storage failure stopped the ledger.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    fn work(&self) -> Work<'_, S> {
+        Work {
+            store: &self.store,
+            batch: Batch::new(),
+            frontier: self.frontier.clone(),
+            dedup: HashMap::new(),
+            credentials: BTreeMap::new(),
+            holders: BTreeMap::new(),
+            registry: self.registry.clone(),
+            registry_changed: false,
+        }
+    }
+
+    fn check_usable(&self) -> Result<(), LedgerError> {
+        match &self.poisoned {
+            Some(why) => Err(LedgerError::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Sequences a batch of submitted events (each the encoded entry), then
+    /// returns once they are durable and covered by a signed checkpoint.
+    /// Refused events change nothing; when none is accepted, nothing is
+    /// written and the current checkpoint is returned.
+    ///
+    /// # Errors
+    /// A [`LedgerError`] when storage fails (nothing is acknowledged, and the
+    /// ledger is poisoned) or the new tree would fork the log.
+    pub fn append_events(
+        &mut self,
+        entries: &[Vec<u8>],
+        now_ms: u64,
+    ) -> Result<BatchResult, LedgerError> {
+        self.check_usable()?;
+        let mut work = self.work();
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut appended = 0usize;
+        for raw in entries {
+            let outcome = admit(&mut work, raw)?;
+            appended += usize::from(matches!(outcome, Outcome::Accepted { .. }));
+            outcomes.push(outcome);
+        }
+        if appended > 0 {
+            let sealed = seal(work, now_ms, self.last_head_ms);
+            self.install(sealed)?;
+        }
+        Ok(BatchResult {
+            outcomes,
+            checkpoint: self.checkpoint().clone(),
+        })
+    }
+
+    /// Appends a head record alone (heartbeat), so status proofs stay fresh.
+    ///
+    /// # Errors
+    /// As [`Ledger::append_events`].
+    pub fn append_heartbeat(&mut self, now_ms: u64) -> Result<VerifiedCheckpoint, LedgerError> {
+        self.check_usable()?;
+        let sealed = seal(self.work(), now_ms, self.last_head_ms);
+        self.install(sealed)?;
+        Ok(self.checkpoint().clone())
+    }
+
+    /// Makes the registry in the log equal `desired`: appends, signed by the
+    /// log key, an add for every new key or changed kind set and a removal
+    /// for every key no longer wanted (DESIGN §2). Returns the changes.
+    ///
+    /// # Errors
+    /// [`LedgerError::Config`] when two desired keys share a key id, else as
+    /// [`Ledger::append_events`].
+    pub fn reconcile_submitters(
+        &mut self,
+        desired: &[Submitter],
+        now_ms: u64,
+    ) -> Result<Vec<RegistryChange>, LedgerError> {
+        self.check_usable()?;
+        let mut want = Registry::new();
+        for s in desired {
+            if s.kinds == KindSet::NONE {
+                return Err(LedgerError::Config(format!(
+                    "submitter {} has no event kinds",
+                    s.key.name()
+                )));
+            }
+            if let Some(prev) = want.insert(s.key.id(), s.clone()) {
+                if prev != *s {
+                    return Err(LedgerError::Config(format!(
+                        "submitters {} and {} share key id {:08x}",
+                        prev.key.name(),
+                        s.key.name(),
+                        s.key.id()
+                    )));
+                }
+            }
+        }
+        let mut changes = Vec::new();
+        for (id, s) in &self.registry {
+            if !want.contains_key(id) {
+                changes.push(registry_change(
+                    RegistryOp::Remove,
+                    KindSet::NONE,
+                    s,
+                    now_ms,
+                ));
+            }
+        }
+        for (id, s) in &want {
+            if self.registry.get(id) != Some(s) {
+                changes.push(registry_change(RegistryOp::Add, s.kinds, s, now_ms));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(changes);
+        }
+        let mut work = self.work();
+        for change in &changes {
+            let signed = change
+                .clone()
+                .sign(self.signer.signing_key())
+                .map_err(|e| LedgerError::Config(e.to_string()))?;
+            let bytes = signed.encode();
+            let leaf = leaf_hash(&bytes);
+            work.push_entry(bytes, leaf)?;
+        }
+        work.registry = want;
+        work.registry_changed = true;
+        let sealed = seal(work, now_ms, self.last_head_ms);
+        self.install(sealed)?;
+        Ok(changes)
+    }
+
+    /// Installs a sealed batch and publishes its checkpoint, or poisons
+    /// the ledger when sealing or publishing failed.
+    fn install(&mut self, sealed: Result<Sealed, LedgerError>) -> Result<(), LedgerError> {
+        let sealed = sealed.inspect_err(|e| self.poisoned = Some(e.to_string()))?;
+        self.frontier = sealed.frontier;
+        self.registry = sealed.registry;
+        self.last_head_ms = sealed.head_ms;
+        // 4. Consistency check, sign, persist durably; then release.
+        self.publish_checkpoint()
+            .inspect_err(|e| self.poisoned = Some(e.to_string()))
+    }
+
+    /// Signs and persists a checkpoint for the committed tree, after
+    /// proving it consistent with the last one signed.
+    fn publish_checkpoint(&mut self) -> Result<(), LedgerError> {
+        let new = Checkpoint::new(
+            self.verifier.name().to_string(),
+            self.frontier.size(),
+            self.frontier.root(),
+        )
+        .map_err(|e| LedgerError::Sign(e.to_string()))?;
+        if let Some(old) = &self.checkpoint {
+            if new.size() < old.size() {
+                return Err(LedgerError::WouldFork(format!(
+                    "tree size {} is smaller than the signed {}",
+                    new.size(),
+                    old.size()
+                )));
+            }
+            let proof = merkle::consistency_proof(old.size(), new.size(), &Hashes(&self.store))
+                .map_err(corrupt("consistency proof from stored hashes"))?;
+            merkle::verify_consistency(old.size(), new.size(), old.root(), new.root(), &proof)
+                .map_err(|e| {
+                    LedgerError::WouldFork(format!(
+                        "tree {} is not consistent with signed checkpoint {}: {e}",
+                        new.size(),
+                        old.size()
+                    ))
+                })?;
+        }
+        let signed = checkpoint::sign_checkpoint(&self.signer, &new)
+            .map_err(|e| LedgerError::Sign(e.to_string()))?;
+        let mut batch = Batch::new();
+        batch.put(Space::Meta, META_CHECKPOINT, signed.note_text().as_bytes());
+        batch.put(
+            Space::Checkpoint,
+            new.size().to_be_bytes(),
+            signed.note_text().as_bytes(),
+        );
+        self.store.commit(batch)?;
+        self.checkpoint = Some(signed.into_verified());
+        Ok(())
+    }
+
+    /// The entry at `index` of the committed tree, checked against its
+    /// stored leaf hash.
+    fn read_entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
+        let bytes = self
+            .store
+            .get(Space::Entry, &index.to_be_bytes())?
+            .ok_or_else(|| LedgerError::Corrupt(format!("entry {index} is missing")))?;
+        let stored = Hashes(&self.store)
+            .read_hashes(&[merkle::stored_hash_index(0, index)])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| LedgerError::Corrupt(format!("leaf hash {index} is missing")))?;
+        if leaf_hash(&bytes) != stored {
+            return Err(LedgerError::Corrupt(format!(
+                "entry {index} does not match its stored leaf hash"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    fn check_published(&self, what: &'static str, value: u64) -> Result<u64, LedgerError> {
+        let limit = self.checkpoint().size();
+        if value > limit {
+            return Err(LedgerError::OutOfRange { what, value, limit });
+        }
+        Ok(limit)
+    }
+
+    /// The entry at `index`, which must be covered by the checkpoint.
+    ///
+    /// # Errors
+    /// [`LedgerError::OutOfRange`], or corruption/storage errors.
+    pub fn entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
+        let limit = self.checkpoint().size();
+        if index >= limit {
+            return Err(LedgerError::OutOfRange {
+                what: "index",
+                value: index,
+                limit,
+            });
+        }
+        self.read_entry(index)
+    }
+
+    /// RFC 9162 inclusion proof of entry `index` in the tree of `size`
+    /// (at most the checkpoint's size).
+    ///
+    /// # Errors
+    /// [`LedgerError::OutOfRange`] unless `index < size <= checkpoint size`.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LedgerError> {
+        self.check_published("size", size)?;
+        if index >= size {
+            return Err(LedgerError::OutOfRange {
+                what: "index",
+                value: index,
+                limit: size,
+            });
+        }
+        let hashes = Hashes(&self.store);
+        let proof = merkle::inclusion_proof(index, size, &hashes)
+            .map_err(corrupt("inclusion proof from stored hashes"))?;
+        // Never serve a proof that does not verify: check it against the
+        // root (the signed one at the checkpoint's size).
+        let leaf = self.leaf_hash(index)?;
+        let root = self.root_at(size)?;
+        merkle::verify_inclusion(&leaf, index, size, &proof, &root).map_err(|e| {
+            LedgerError::Corrupt(format!(
+                "stored hashes give an inclusion proof for {index} in {size} that fails: {e}"
+            ))
+        })?;
+        Ok(proof)
+    }
+
+    /// The root of the tree of `size` (≤ checkpoint size): the signed root at
+    /// the checkpoint's size, else recomputed from stored hashes.
+    fn root_at(&self, size: u64) -> Result<Hash, LedgerError> {
+        let ckpt = self.checkpoint();
+        if size == ckpt.size() {
+            return Ok(*ckpt.root());
+        }
+        merkle::tree_hash(size, &Hashes(&self.store)).map_err(corrupt("tree hash"))
+    }
+
+    /// The stored leaf hash of entry `index` (covered by the checkpoint).
+    ///
+    /// # Errors
+    /// [`LedgerError::OutOfRange`], or storage errors.
+    pub fn leaf_hash(&self, index: u64) -> Result<Hash, LedgerError> {
+        let limit = self.checkpoint().size();
+        if index >= limit {
+            return Err(LedgerError::OutOfRange {
+                what: "index",
+                value: index,
+                limit,
+            });
+        }
+        Hashes(&self.store)
+            .read_hashes(&[merkle::stored_hash_index(0, index)])?
+            .first()
+            .copied()
+            .ok_or_else(|| LedgerError::Corrupt(format!("leaf hash {index} is missing")))
+    }
+
+    /// RFC 9162 consistency proof between the trees of sizes `old` and `new`.
+    ///
+    /// # Errors
+    /// [`LedgerError::OutOfRange`] unless `old <= new <= checkpoint size`.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError> {
+        self.check_published("new", new)?;
+        if old > new {
+            return Err(LedgerError::OutOfRange {
+                what: "old",
+                value: old,
+                limit: new,
+            });
+        }
+        let proof = merkle::consistency_proof(old, new, &Hashes(&self.store))
+            .map_err(corrupt("consistency proof from stored hashes"))?;
+        let (old_root, new_root) = (self.root_at(old)?, self.root_at(new)?);
+        merkle::verify_consistency(old, new, &old_root, &new_root, &proof).map_err(|e| {
+            LedgerError::Corrupt(format!(
+                "stored hashes give a consistency proof {old}→{new} that fails: {e}"
+            ))
+        })?;
+        Ok(proof)
+    }
+
+    /// The credential's current record, if the log has seen it.
+    ///
+    /// # Errors
+    /// Storage or corruption errors.
+    pub fn credential(&self, id: &CredentialId) -> Result<Option<Credential>, LedgerError> {
+        read_credential(&self.store, id)
+    }
+
+    /// The index of an already-logged entry with this leaf hash, if any
+    /// (events only).
+    ///
+    /// # Errors
+    /// Storage or corruption errors.
+    pub fn find_event(&self, leaf: &Hash) -> Result<Option<u64>, LedgerError> {
+        match self.store.get(Space::Dedup, &leaf.0)? {
+            None => Ok(None),
+            Some(v) => u64_value(&v, "dedup index").map(Some),
+        }
+    }
+
+    /// A status proof for `credential` against the latest checkpoint
+    /// (DESIGN §4): the checkpoint, the head record and its inclusion, the
+    /// map proof, and when the credential is known the event that last
+    /// changed it with its inclusion.
+    ///
+    /// # Errors
+    /// Storage or corruption errors.
+    pub fn status_proof(&self, credential: &CredentialId) -> Result<StatusProof, LedgerError> {
+        let ckpt = self.checkpoint();
+        let size = ckpt.size();
+        let logged = |index: u64| -> Result<LoggedEntry, LedgerError> {
+            Ok(LoggedEntry {
+                index,
+                entry: self.read_entry(index)?,
+                inclusion: self.inclusion_proof(index, size)?,
+            })
+        };
+        let map_proof = smt::prove(&MapNodes(&self.store), &smt::map_key(&credential.0))
+            .map_err(corrupt("status map proof"))?;
+        let event = match &map_proof.terminal {
+            smt::Terminal::Leaf { key, value } if *key == smt::map_key(&credential.0) => {
+                let record =
+                    rules::StatusRecord::decode(value).map_err(corrupt("status map leaf"))?;
+                Some(logged(record.last_index)?)
+            }
+            _ => None,
+        };
+        Ok(StatusProof {
+            credential: *credential,
+            checkpoint: ckpt.note_text().to_string(),
+            head: logged(size - 1)?,
+            map_proof: map_proof.encode(),
+            event,
+        })
+    }
+}
+
+/// What a committed batch changes in the ledger's memory.
+struct Sealed {
+    frontier: Frontier,
+    registry: Registry,
+    head_ms: u64,
+}
+
+/// Finishes a batch: credential index and status map, head record, then
+/// one atomic, durable commit. After it returns `Ok`, a crash leaves the
+/// whole batch on disk, not yet checkpointed; `Ledger::open` signs it.
+fn seal<S: Store>(
+    mut work: Work<'_, S>,
+    now_ms: u64,
+    last_head_ms: u64,
+) -> Result<Sealed, LedgerError> {
+    // 1. Credential index and status map changes.
+    let mut updates = Vec::with_capacity(work.credentials.len());
+    for (id, cred) in &work.credentials {
+        work.batch.put(Space::Credential, id.0, cred.encode());
+        updates.push((smt::map_key(&id.0), cred.status.encode().to_vec()));
+    }
+    for (holder, live) in &work.holders {
+        match live {
+            Some(id) => work.batch.put(Space::Holder, holder.0, id.0),
+            None => work.batch.delete(Space::Holder, holder.0),
+        }
+    }
+    let map = smt::update(&MapNodes(work.store), &updates)
+        .map_err(|e| LedgerError::Store(StoreError::Io(format!("status map: {e}"))))?;
+    for (id, node) in map.writes {
+        match node {
+            Some(n) => work.batch.put(Space::MapNode, id.to_bytes(), n.encode()),
+            None => work.batch.delete(Space::MapNode, id.to_bytes()),
+        }
+    }
+    // 2. The head record ends the batch; its time never goes backwards.
+    let head = HeadRecord {
+        time_ms: now_ms.max(last_head_ms),
+        map_root: map.root,
+    };
+    let bytes = head.encode();
+    let leaf = leaf_hash(&bytes);
+    work.push_entry(bytes, leaf)?;
+    work.batch
+        .put(Space::Meta, META_SIZE, work.frontier.size().to_be_bytes());
+    if work.registry_changed {
+        work.batch
+            .put(Space::Meta, META_REGISTRY, encode_registry(&work.registry));
+    }
+    // 3. Atomic and durable (the Store contract).
+    work.store.commit(work.batch)?;
+    Ok(Sealed {
+        frontier: work.frontier,
+        registry: work.registry,
+        head_ms: head.time_ms,
+    })
+}
+
+/// Admits one submitted event into the batch, or says why not.
+fn admit<S: Store>(work: &mut Work<'_, S>, raw: &[u8]) -> Result<Outcome, LedgerError> {
+    let refuse = |r| Ok(Outcome::Refused(r));
+    if raw.len() > MAX_ENTRY_LEN {
+        return refuse(Refusal::TooLarge { len: raw.len() });
+    }
+    let event = match Entry::decode(raw) {
+        Ok(Entry::Event(e)) => e,
+        Ok(_) => return refuse(Refusal::NotAnEvent),
+        Err(e) => return refuse(Refusal::Malformed(e)),
+    };
+    let leaf = leaf_hash(raw);
+    // An identical event is logged once: the second gets the first's index.
+    let seen = match work.dedup.get(&leaf) {
+        Some(i) => Some(*i),
+        None => match work.store.get(Space::Dedup, &leaf.0)? {
+            Some(v) => Some(u64_value(&v, "dedup index")?),
+            None => None,
+        },
+    };
+    if let Some(index) = seen {
+        return Ok(Outcome::Duplicate {
+            index,
+            leaf_hash: leaf,
+        });
+    }
+    if let Err(r) = authorize(&work.registry, &event) {
+        return refuse(r);
+    }
+    let index = work.frontier.size();
+    let effects = match rules::apply(&*work, &event.event, index, leaf) {
+        Ok(e) => e,
+        Err(ApplyError::Rule(r)) => return refuse(Refusal::Rule(r)),
+        Err(ApplyError::Read(e)) => return Err(e),
+    };
+    work.push_entry(raw.to_vec(), leaf)?;
+    work.batch.put(Space::Dedup, leaf.0, index.to_be_bytes());
+    work.dedup.insert(leaf, index);
+    work.credentials.extend(effects.credentials);
+    work.holders.extend(effects.holders);
+    Ok(Outcome::Accepted {
+        index,
+        leaf_hash: leaf,
+    })
+}
+
+/// The issuer is registered, may submit this kind, and signed it.
+///
+/// # Errors
+/// The [`Refusal`] saying which check failed.
+pub fn authorize(registry: &BTreeMap<u32, Submitter>, event: &SignedEvent) -> Result<(), Refusal> {
+    let id = event.event.issuer_key_id;
+    let submitter = registry.get(&id).ok_or(Refusal::UnknownIssuer(id))?;
+    let kind: EventKind = event.event.action.kind();
+    if !submitter.kinds.contains(kind) {
+        return Err(Refusal::KindNotAllowed {
+            name: submitter.key.name().to_string(),
+            kind: kind.name(),
+        });
+    }
+    event
+        .verify(submitter.key.key())
+        .map_err(|_| Refusal::BadSignature)
+}
+
+fn registry_change(op: RegistryOp, kinds: KindSet, s: &Submitter, now_ms: u64) -> RegistryChange {
+    RegistryChange {
+        op,
+        kinds,
+        public_key: s.key.key().to_bytes(),
+        time_ms: now_ms,
+        name: s.key.name().to_string(),
+    }
+}
+
+/// `count u32 ‖ (kinds u8 ‖ vkey length u16 ‖ vkey text)*`.
+fn encode_registry(r: &Registry) -> Vec<u8> {
+    let mut b = (r.len() as u32).to_be_bytes().to_vec();
+    for s in r.values() {
+        let vkey = s.key.to_vkey_string();
+        b.push(s.kinds.bits());
+        b.extend_from_slice(&(vkey.len() as u16).to_be_bytes());
+        b.extend_from_slice(vkey.as_bytes());
+    }
+    b
+}
+
+fn decode_registry(b: &[u8]) -> Result<Registry, LedgerError> {
+    let bad = || LedgerError::Corrupt("stored submitter registry is malformed".into());
+    let mut r = Registry::new();
+    let count = u32::from_be_bytes(b.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+    let mut pos = 4;
+    for _ in 0..count {
+        let kinds = KindSet::from_bits(*b.get(pos).ok_or_else(bad)?).ok_or_else(bad)?;
+        let len = u16::from_be_bytes(
+            b.get(pos + 1..pos + 3)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        ) as usize;
+        let text = std::str::from_utf8(b.get(pos + 3..pos + 3 + len).ok_or_else(bad)?)
+            .map_err(|_| bad())?;
+        let key = NoteVerifier::parse_vkey(text).map_err(|_| bad())?;
+        r.insert(key.id(), Submitter { key, kinds });
+        pos += 3 + len;
+    }
+    if pos != b.len() {
+        return Err(bad());
+    }
+    Ok(r)
+}
