@@ -25,6 +25,7 @@ use crate::rules::{self, ApplyError, Credential, RuleError, StateView};
 use crate::smt::{self, Node, NodeId, NodeReader};
 use crate::status::{LoggedEntry, StatusProof};
 use crate::store::{Batch, Space, Store, StoreError};
+use crate::tile::{self, TileError, TileKind, TilePath};
 use std::collections::{BTreeMap, HashMap};
 
 const META_SIZE: &[u8] = b"size";
@@ -721,6 +722,38 @@ impl<S: Store> Ledger<S> {
             ))
         })?;
         Ok(proof)
+    }
+
+    /// The body of a tlog-tiles tile (hash tile or entry bundle) of the
+    /// tree at the latest checkpoint. `Ok(None)` when the tile, at that
+    /// width, does not exist at this size.
+    ///
+    /// # Errors
+    /// Storage or corruption errors (entries are checked against their
+    /// stored leaf hashes).
+    pub fn read_tile(&self, tile: &TilePath) -> Result<Option<Vec<u8>>, LedgerError> {
+        let size = self.checkpoint().size();
+        match tile.kind() {
+            TileKind::Hash { .. } => match tile::read_tile(tile, size, &Hashes(&self.store)) {
+                Ok(body) => Ok(Some(body)),
+                Err(TileError::NotAvailable { .. }) => Ok(None),
+                Err(e) => Err(LedgerError::Corrupt(format!("tile {tile}: {e}"))),
+            },
+            TileKind::Entries => {
+                match tile::tile_width(0, tile.index(), size) {
+                    Some(w) if tile.width() <= w => {}
+                    _ => return Ok(None),
+                }
+                let start = tile.index() * u64::from(tile::FULL_WIDTH);
+                let entries = (start..start + u64::from(tile.width()))
+                    .map(|i| self.read_entry(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+                tile::encode_entry_bundle(&refs)
+                    .map(Some)
+                    .map_err(|e| LedgerError::Corrupt(format!("entry bundle {tile}: {e}")))
+            }
+        }
     }
 
     /// The credential's current record, if the log has seen it.
