@@ -34,7 +34,7 @@ const META_REGISTRY: &[u8] = b"registry";
 
 /// Errors of the ledger itself (not of one submitted event; see
 /// [`Refusal`]).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, Clone)]
 pub enum LedgerError {
     /// Storage failed. HTTP 503.
     #[error(transparent)]
@@ -869,6 +869,18 @@ fn seal<S: Store>(
         registry: work.registry,
         head_ms: head.time_ms,
     })
+}
+
+impl<S: Store + Clone> Ledger<S> {
+    /// Reopens the ledger on the same store (running every check of
+    /// [`Ledger::open`]), clearing a poisoned state once storage works.
+    ///
+    /// # Errors
+    /// As [`Ledger::open`]; the ledger stays poisoned.
+    pub fn recover(&mut self, now_ms: u64) -> Result<(), LedgerError> {
+        *self = Ledger::open(self.store.clone(), self.signer.clone(), now_ms)?;
+        Ok(())
+    }
 }
 
 /// Admits one submitted event into the batch, or says why not.

@@ -9,6 +9,8 @@ pub mod ledger;
 pub mod merkle;
 pub mod note;
 pub mod rules;
+#[cfg(feature = "node")]
+pub mod server;
 pub mod smt;
 pub mod status;
 pub mod store;

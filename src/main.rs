@@ -1,10 +1,28 @@
 //! The `revledger` command line (DESIGN §7).
+//!
+//! Architecture Invariant: the edges only. Every rule, format and check
+//! lives in the library; this file parses flags, reads and writes files,
+//! and prints.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine as _;
 use clap::{Parser, Subcommand};
-use revledger::note::{KeyName, NoteSigner};
+use revledger::checkpoint::verify_checkpoint;
+use revledger::entry::{Action, CredentialId, Entry, Event, EventKind, HolderTag, KindSet, Reason};
+use revledger::hash::leaf_hash;
+use revledger::ledger::{Ledger, Submitter};
+use revledger::merkle;
+use revledger::note::{KeyName, NoteSigner, NoteVerifier};
+use revledger::server::{
+    self, metrics::Metrics, AcceptedJson, AppState, ItemJson, Sequencer, SequencerConfig,
+    SubmitResponse,
+};
+use revledger::status::{verify_status, Policy, StatusProof, Verdict};
+use revledger::store::{SledStore, Store};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -19,6 +37,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the node.
+    Serve(ServeArgs),
     /// Write PREFIX.key (mode 0600) and PREFIX.vkey (signed-note verifier key).
     Keygen {
         /// The key name (for a log: its origin).
@@ -28,10 +48,119 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Sign an event, submit it, wait for its checkpoint and verify the
+    /// inclusion proof received; print the node's answer for it as JSON.
+    Submit(SubmitArgs),
+    /// Fetch and verify a credential's status proof; exit 0 only when valid.
+    Status {
+        #[arg(long)]
+        node: String,
+        /// The log's verifier key file.
+        #[arg(long)]
+        vkey: PathBuf,
+        /// Oldest acceptable head record, e.g. `10m`, `2h`.
+        #[arg(long, default_value = "1h")]
+        max_age: humantime::Duration,
+        /// Also save the proof (to staple, or to verify offline later).
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// Credential id, 64 hex digits.
+        credential: String,
+    },
+    /// Offline verification.
+    Verify {
+        #[command(subcommand)]
+        what: VerifyCommand,
+    },
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+#[derive(Subcommand)]
+enum VerifyCommand {
+    /// Verify a saved status proof; exit 0 only when valid.
+    Status {
+        #[arg(long)]
+        vkey: PathBuf,
+        #[arg(long, default_value = "1h")]
+        max_age: humantime::Duration,
+        /// The status proof JSON file.
+        proof: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Data directory (keys and the sled database).
+    #[arg(long, default_value = "./revledger-data")]
+    data: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The log's origin (= its key name); only used when creating the key.
+    #[arg(long)]
+    origin: Option<String>,
+    /// Submitters file: one `<vkey> <kinds>` per line (kinds: `all` or a
+    /// comma list of issue,suspend,resume,revoke).
+    #[arg(long)]
+    submitters: Option<PathBuf>,
+    /// Wait this long for more submissions before sequencing a batch.
+    #[arg(long, default_value_t = 0)]
+    batch_interval_ms: u64,
+    /// Most events per batch.
+    #[arg(long, default_value_t = 4096)]
+    max_batch: usize,
+    /// Most queued submissions before answering 503.
+    #[arg(long, default_value_t = 1024)]
+    queue: usize,
+    /// Append a head record alone after this many seconds without events.
+    #[arg(long, default_value_t = 60)]
+    heartbeat_secs: u64,
+}
+
+#[derive(clap::Args)]
+struct SubmitArgs {
+    #[arg(long)]
+    node: String,
+    /// The submitter's private key file (Go note private-key text).
+    #[arg(long)]
+    key: PathBuf,
+    /// The log's verifier key: when given, the checkpoint's signature is
+    /// checked too, not only the inclusion proof.
+    #[arg(long)]
+    vkey: Option<PathBuf>,
+    kind: String,
+    #[arg(long)]
+    credential: String,
+    /// Holder tag (64 hex digits). Required for issue; for other kinds it is
+    /// read from the credential's last event when omitted.
+    #[arg(long)]
+    holder: Option<String>,
+    /// Start of validity (RFC 3339 or YYYY-MM-DD); default now.
+    #[arg(long)]
+    not_before: Option<String>,
+    /// End of validity (RFC 3339 or YYYY-MM-DD); default five years on.
+    #[arg(long)]
+    not_after: Option<String>,
+    /// Reason: holder_request, lost, key_compromise, administrative.
+    #[arg(long)]
+    reason: Option<String>,
+    /// The holder's previous credential that this issue replaces.
+    #[arg(long)]
+    replaces: Option<String>,
+}
+
+fn main() {
+    let code = match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Serve(args) => serve(args).map(|()| 0),
         Command::Keygen { name, out } => {
             let name = KeyName::new(name).context("invalid key name")?;
             let signer = NoteSigner::generate(name, &mut rand_core::OsRng);
@@ -39,9 +168,405 @@ fn main() -> Result<()> {
             println!("private key: {}", key.display());
             println!("verifier key: {}", vkey.display());
             println!("{}", signer.verifier().to_vkey_string());
-            Ok(())
+            Ok(0)
+        }
+        Command::Submit(args) => submit(args).map(|()| 0),
+        Command::Status {
+            node,
+            vkey,
+            max_age,
+            save,
+            credential,
+        } => {
+            let vkey = read_vkey(&vkey)?;
+            let id = parse_credential(&credential)?;
+            let text = http_get(&format!(
+                "{}/status/{}",
+                node.trim_end_matches('/'),
+                id.to_hex()
+            ))?;
+            if let Some(path) = save {
+                std::fs::write(&path, &text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let proof = StatusProof::from_json(&text).context("the node's status proof")?;
+            Ok(report(&proof, &id, &vkey, max_age.into()))
+        }
+        Command::Verify {
+            what:
+                VerifyCommand::Status {
+                    vkey,
+                    max_age,
+                    proof,
+                },
+        } => {
+            let vkey = read_vkey(&vkey)?;
+            let text = std::fs::read_to_string(&proof)
+                .with_context(|| format!("reading {}", proof.display()))?;
+            let proof = StatusProof::from_json(&text).context("status proof file")?;
+            Ok(report(&proof, &proof.credential, &vkey, max_age.into()))
         }
     }
+}
+
+/// Prints the verdict and returns the exit status: 0 valid, 2 suspended,
+/// 3 revoked, 4 expired, 5 unknown, 6 stale, 7 invalid proof.
+fn report(proof: &StatusProof, id: &CredentialId, vkey: &NoteVerifier, max_age: Duration) -> i32 {
+    let policy = Policy::with_max_age_ms(max_age.as_millis() as u64);
+    let verdict = verify_status(proof, id, vkey, server_now(), policy);
+    let (code, detail) = match &verdict {
+        Verdict::Valid {
+            not_after_ms,
+            head_time_ms,
+        } => (
+            0,
+            format!(
+                "active until {}, proof from {}",
+                fmt_ms(*not_after_ms),
+                fmt_ms(*head_time_ms)
+            ),
+        ),
+        Verdict::Suspended { reason } => (2, format!("suspended ({reason})")),
+        Verdict::Revoked { reason } => (3, format!("revoked ({reason})")),
+        Verdict::Expired { not_after_ms } => (4, format!("expired at {}", fmt_ms(*not_after_ms))),
+        Verdict::Unknown => (5, "the log has never seen this credential".to_string()),
+        Verdict::Stale {
+            head_time_ms,
+            age_ms,
+        } => (
+            6,
+            format!(
+                "proof from {} is {}s old; fetch a fresh one",
+                fmt_ms(*head_time_ms),
+                age_ms / 1000
+            ),
+        ),
+        Verdict::Invalid(why) => (7, format!("INVALID PROOF: {why}")),
+    };
+    println!("{} {}: {detail}", id.to_hex(), verdict.name());
+    code
+}
+
+fn server_now() -> u64 {
+    server::sequencer_now_ms()
+}
+
+fn fmt_ms(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn parse_credential(s: &str) -> Result<CredentialId> {
+    CredentialId::from_hex(s).ok_or_else(|| anyhow!("credential id must be 64 hex digits"))
+}
+
+fn read_vkey(path: &Path) -> Result<NoteVerifier> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    NoteVerifier::parse_vkey(text.trim())
+        .with_context(|| format!("verifier key in {}", path.display()))
+}
+
+fn read_signer(path: &Path) -> Result<NoteSigner> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    NoteSigner::parse_private_key(text.trim())
+        .with_context(|| format!("private key in {}", path.display()))
+}
+
+fn parse_date(s: &str) -> Result<u64> {
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    let t = humantime::parse_rfc3339_weak(&full)
+        .with_context(|| format!("`{s}` is not an RFC 3339 date"))?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| anyhow!("`{s}` is before 1970"))?
+        .as_millis() as u64)
+}
+
+fn http_get(url: &str) -> Result<String> {
+    match ureq::get(url).timeout(Duration::from_secs(30)).call() {
+        Ok(r) => r.into_string().context("reading the response"),
+        Err(ureq::Error::Status(code, r)) => {
+            bail!(
+                "{url}: HTTP {code}: {}",
+                r.into_string().unwrap_or_default().trim()
+            )
+        }
+        Err(e) => bail!("{url}: {e}"),
+    }
+}
+
+fn submit(a: SubmitArgs) -> Result<()> {
+    let signer = read_signer(&a.key)?;
+    let node = a.node.trim_end_matches('/').to_string();
+    let credential = parse_credential(&a.credential)?;
+    let kind = EventKind::from_name(&a.kind)
+        .ok_or_else(|| anyhow!("kind must be issue, suspend, resume or revoke"))?;
+    let reason = match &a.reason {
+        Some(r) => Some(Reason::from_name(r).ok_or_else(|| anyhow!("unknown reason `{r}`"))?),
+        None => None,
+    };
+    let now = server_now();
+    let holder = match &a.holder {
+        Some(h) => HolderTag::from_hex(h).ok_or_else(|| anyhow!("holder must be 64 hex digits"))?,
+        None if kind == EventKind::Issue => bail!("issue needs --holder"),
+        None => holder_from_log(&node, &credential)?,
+    };
+    let action = match kind {
+        EventKind::Issue => Action::Issue {
+            not_before_ms: a
+                .not_before
+                .as_deref()
+                .map(parse_date)
+                .transpose()?
+                .unwrap_or(now),
+            not_after_ms: match a.not_after.as_deref() {
+                Some(d) => parse_date(d)?,
+                None => now + 5 * 365 * 86_400_000,
+            },
+            replaces: a.replaces.as_deref().map(parse_credential).transpose()?,
+        },
+        EventKind::Suspend => Action::Suspend {
+            reason: reason.unwrap_or(Reason::Lost),
+        },
+        EventKind::Resume => Action::Resume,
+        EventKind::Revoke => Action::Revoke {
+            reason: reason.unwrap_or(Reason::HolderRequest),
+        },
+    };
+    let event = Event {
+        action,
+        credential,
+        holder,
+        issuer_key_id: signer.id(),
+        issued_at_ms: now,
+    }
+    .sign(signer.signing_key());
+    let bytes = event.encode();
+    let body =
+        serde_json::json!({ "events": [base64::engine::general_purpose::STANDARD.encode(&bytes)] });
+    let text = match ureq::post(&format!("{node}/events"))
+        .timeout(Duration::from_secs(60))
+        .send_json(body)
+    {
+        Ok(r) => r.into_string()?,
+        Err(ureq::Error::Status(code, r)) => {
+            bail!(
+                "refused (HTTP {code}): {}",
+                r.into_string().unwrap_or_default().trim()
+            )
+        }
+        Err(e) => bail!("{node}: {e}"),
+    };
+    let resp: SubmitResponse = serde_json::from_str(&text).context("the node's answer")?;
+    let item: AcceptedJson = match resp.results.into_iter().next() {
+        Some(ItemJson::Accepted(a)) => a,
+        Some(ItemJson::Refused { error, message }) => bail!("refused: {error}: {message}"),
+        None => bail!("the node answered with no result"),
+    };
+    // Check what we got: our event's hash, and its inclusion in the
+    // checkpoint (whose signature we check when we know the log's key).
+    if item.leaf_hash != leaf_hash(&bytes) {
+        bail!("the node acknowledged a different leaf hash");
+    }
+    let root = match &a.vkey {
+        Some(p) => *verify_checkpoint(&item.checkpoint, &read_vkey(p)?)
+            .context("the checkpoint received")?
+            .root(),
+        None => {
+            let body = item.checkpoint.split("\n\n").next().unwrap_or_default();
+            *revledger::checkpoint::Checkpoint::parse_body(&format!("{body}\n"))
+                .context("the checkpoint received")?
+                .root()
+        }
+    };
+    merkle::verify_inclusion(
+        &item.leaf_hash,
+        item.index,
+        item.inclusion.size,
+        &item.inclusion.hashes,
+        &root,
+    )
+    .context("the inclusion proof received does not verify")?;
+    println!("{}", serde_json::to_string_pretty(&item)?);
+    Ok(())
+}
+
+/// The holder tag of a known credential, from the event that last changed
+/// it (its status proof carries it).
+fn holder_from_log(node: &str, id: &CredentialId) -> Result<HolderTag> {
+    let proof = StatusProof::from_json(&http_get(&format!("{node}/status/{}", id.to_hex()))?)?;
+    let logged = proof
+        .event
+        .ok_or_else(|| anyhow!("the log does not know credential {}", id.to_hex()))?;
+    match Entry::decode(&logged.entry) {
+        Ok(Entry::Event(e)) if e.event.credential == *id => Ok(e.event.holder),
+        Ok(Entry::Event(e)) => Ok(e.event.holder), // the issue that replaced it
+        _ => bail!("the credential's last entry is not an event; give --holder"),
+    }
+}
+
+fn parse_submitters(path: &Path) -> Result<Vec<Submitter>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(vkey), Some(kinds), None) = (parts.next(), parts.next(), parts.next()) else {
+            bail!("{}:{}: expected `<vkey> <kinds>`", path.display(), n + 1);
+        };
+        let key = NoteVerifier::parse_vkey(vkey)
+            .with_context(|| format!("{}:{}", path.display(), n + 1))?;
+        let kinds = KindSet::parse(kinds).ok_or_else(|| {
+            anyhow!(
+                "{}:{}: kinds must be `all` or a list of issue,suspend,resume,revoke",
+                path.display(),
+                n + 1
+            )
+        })?;
+        out.push(Submitter { key, kinds });
+    }
+    Ok(out)
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    std::fs::create_dir_all(&a.data).with_context(|| format!("creating {}", a.data.display()))?;
+    let key_prefix = a.data.join("log");
+    let log_key = key_prefix.with_extension("key");
+    let signer = if log_key.exists() {
+        let s = read_signer(&log_key)?;
+        if let Some(o) = &a.origin {
+            if o != s.name().as_str() {
+                bail!(
+                    "--origin {o} differs from the existing log key's name {}",
+                    s.name()
+                );
+            }
+        }
+        s
+    } else {
+        let origin = a
+            .origin
+            .clone()
+            .unwrap_or_else(|| "localhost/revledger".to_string());
+        let s = NoteSigner::generate(
+            KeyName::new(origin).context("invalid --origin")?,
+            &mut rand_core::OsRng,
+        );
+        let (k, v) = write_key_pair(&s, &key_prefix)?;
+        println!(
+            "created log key {} and verifier key {}",
+            k.display(),
+            v.display()
+        );
+        s
+    };
+    let submitters = match &a.submitters {
+        Some(f) => parse_submitters(f)?,
+        None => {
+            let prefix = a.data.join("submitter");
+            let path = prefix.with_extension("key");
+            let s = if path.exists() {
+                read_signer(&path)?
+            } else {
+                let s =
+                    NoteSigner::generate(KeyName::new("local-submitter")?, &mut rand_core::OsRng);
+                let (k, _) = write_key_pair(&s, &prefix)?;
+                println!(
+                    "created local submitter key {} (allowed every event kind)",
+                    k.display()
+                );
+                s
+            };
+            vec![Submitter {
+                key: s.verifier(),
+                kinds: KindSet::ALL,
+            }]
+        }
+    };
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&a.data.join("db"))?);
+    let mut ledger = Ledger::open(store, signer, server_now())?;
+    let changes = ledger.reconcile_submitters(&submitters, server_now())?;
+    for c in &changes {
+        tracing::info!(name = %c.name, op = ?c.op, kinds = %c.kinds, "submitter registry change logged");
+    }
+    println!("log verifier key: {}", ledger.verifier().to_vkey_string());
+    println!(
+        "log verifier key file: {}",
+        key_prefix.with_extension("vkey").display()
+    );
+    let ledger = Arc::new(RwLock::new(ledger));
+    let metrics = Arc::new(Metrics::default());
+    let config = SequencerConfig {
+        batch_interval: Duration::from_millis(a.batch_interval_ms),
+        max_batch: a.max_batch.max(1),
+        queue_requests: a.queue.max(1),
+        heartbeat: Duration::from_secs(a.heartbeat_secs.max(1)),
+    };
+    let (sequencer, thread) = Sequencer::start(ledger.clone(), config, metrics.clone());
+    let app = server::router(AppState {
+        ledger,
+        sequencer,
+        metrics,
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&a.listen)
+            .await
+            .with_context(|| format!("binding {}", a.listen))?;
+        let addr = listener.local_addr()?;
+        println!("listening on http://{addr}");
+        std::io::stdout().flush()?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        anyhow::Ok(())
+    })?;
+    // The router and with it every Sequencer handle are gone: the sequencer
+    // answers what was queued, then stops.
+    thread
+        .join()
+        .map_err(|_| anyhow!("the sequencer thread panicked"))?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: no new submissions; finishing the batch in flight");
 }
 
 /// Writes `PREFIX.key` (created 0600, never overwritten) and `PREFIX.vkey`.

@@ -70,7 +70,7 @@ impl Batch {
 }
 
 /// A storage failure. The ledger stops writing after any of these.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, Clone)]
 pub enum StoreError {
     #[error("storage I/O failed: {0}")]
     Io(String),

@@ -1,0 +1,398 @@
+//! The node on the network (DESIGN §5): tlog-tiles reads, dynamic proofs,
+//! status proofs and zero-merge-delay submission with group commit.
+//!
+//! Architecture Invariant: handlers never write; every write goes through
+//! the one sequencer thread, which owns the only `&mut Ledger`. A response
+//! to `POST /events` is sent only after the batch holding its events is
+//! durable and covered by a signed checkpoint.
+
+pub mod metrics;
+mod sequencer;
+
+use crate::entry::CredentialId;
+use crate::hash::Hash;
+use crate::ledger::{Ledger, LedgerError, Refusal};
+use crate::store::Store;
+use crate::tile::TilePath;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub use sequencer::{now_ms as sequencer_now_ms, ItemResult, Sequencer, SequencerConfig};
+
+/// The ledger as the node shares it: one writer (the sequencer), many
+/// readers.
+pub type SharedLedger = Arc<RwLock<Ledger<Arc<dyn Store>>>>;
+
+/// Largest `POST /events` body.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Most events in one `POST /events`.
+pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub ledger: SharedLedger,
+    pub sequencer: Sequencer,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// Every error a handler returns: a status and the JSON body
+/// `{"error": <stable code>, "message": <text>}` (DESIGN §5). Internal
+/// details are logged, not sent.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 503 with `Retry-After`.
+    pub fn unavailable(code: &'static str, message: impl Into<String>, retry: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+
+    fn from_refusal(r: &Refusal) -> ApiError {
+        let status = StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        ApiError::new(status, r.code(), r.to_string())
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> ApiError {
+        match e {
+            LedgerError::OutOfRange { .. } => ApiError::bad_request("out_of_range", e.to_string()),
+            LedgerError::Store(_) | LedgerError::Poisoned(_) => {
+                tracing::error!(error = %e, "storage unavailable");
+                ApiError::unavailable("unavailable", "storage is unavailable", 5)
+            }
+            _ => {
+                tracing::error!(error = %e, "internal error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the node's log",
+                )
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code,
+            message: &self.message,
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
+    }
+}
+
+fn read_ledger(state: &AppState) -> std::sync::RwLockReadGuard<'_, Ledger<Arc<dyn Store>>> {
+    state.ledger.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The node's HTTP API.
+pub fn router(state: AppState) -> Router {
+    let entries = Router::new()
+        .route("/tile/entries/{*rest}", get(entry_bundle))
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+    Router::new()
+        .route("/checkpoint", get(checkpoint))
+        .route("/tile/{*rest}", get(hash_tile))
+        .merge(entries)
+        .route("/proof/inclusion", get(inclusion))
+        .route("/proof/consistency", get(consistency))
+        .route("/status/{credential}", get(status))
+        .route("/events", post(submit))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .fallback(|| async { ApiError::not_found("no such resource") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .with_state(state)
+}
+
+async fn checkpoint(State(state): State<AppState>) -> Response {
+    let text = read_ledger(&state).checkpoint().note_text().to_string();
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+fn tile_response(state: &AppState, path: &str) -> Result<Response, ApiError> {
+    let tile =
+        TilePath::parse(path).map_err(|e| ApiError::bad_request("bad_tile_path", e.to_string()))?;
+    let body = read_ledger(state)
+        .read_tile(&tile)?
+        .ok_or_else(|| ApiError::not_found(format!("{tile} does not exist yet")))?;
+    let cache = if tile.is_partial() {
+        // A partial tile never changes either, but it is superseded by
+        // the full tile soon; keep caches short.
+        "public, max-age=60"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn hash_tile(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+) -> Result<Response, ApiError> {
+    tile_response(&state, &format!("tile/{rest}"))
+}
+
+async fn entry_bundle(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+) -> Result<Response, ApiError> {
+    tile_response(&state, &format!("tile/entries/{rest}"))
+}
+
+/// Parses `a=1&b=2` strictly: exactly the named unsigned integers, once each.
+fn query_u64s<const N: usize>(raw: Option<String>, names: [&str; N]) -> Result<[u64; N], ApiError> {
+    let raw = raw.unwrap_or_default();
+    let mut out: [Option<u64>; N] = [None; N];
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            ApiError::bad_request("bad_query", format!("`{pair}` is not name=value"))
+        })?;
+        let i = names.iter().position(|n| *n == k).ok_or_else(|| {
+            ApiError::bad_request("bad_query", format!("unknown parameter `{k}`"))
+        })?;
+        if out[i].is_some() {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                format!("`{k}` given twice"),
+            ));
+        }
+        let canonical = !v.is_empty()
+            && v.bytes().all(|b| b.is_ascii_digit())
+            && (v == "0" || !v.starts_with('0'));
+        let n = v.parse::<u64>().ok().filter(|_| canonical).ok_or_else(|| {
+            ApiError::bad_request("bad_query", format!("`{k}` must be a decimal integer"))
+        })?;
+        out[i] = Some(n);
+    }
+    let mut res = [0u64; N];
+    for (i, v) in out.iter().enumerate() {
+        res[i] =
+            v.ok_or_else(|| ApiError::bad_request("bad_query", format!("missing `{}`", names[i])))?;
+    }
+    Ok(res)
+}
+
+/// `{"index", "size", "leaf_hash", "hashes"}` (DESIGN §5).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct InclusionJson {
+    pub index: u64,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub leaf_hash: Option<Hash>,
+    pub hashes: Vec<Hash>,
+}
+
+/// `{"old", "new", "hashes"}` (DESIGN §5).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyJson {
+    pub old: u64,
+    pub new: u64,
+    pub hashes: Vec<Hash>,
+}
+
+async fn inclusion(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<InclusionJson>, ApiError> {
+    let [index, size] = query_u64s(q, ["index", "size"])?;
+    let ledger = read_ledger(&state);
+    let hashes = ledger.inclusion_proof(index, size)?;
+    Ok(Json(InclusionJson {
+        index,
+        size,
+        leaf_hash: Some(ledger.leaf_hash(index)?),
+        hashes,
+    }))
+}
+
+async fn consistency(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<ConsistencyJson>, ApiError> {
+    let [old, new] = query_u64s(q, ["old", "new"])?;
+    let hashes = read_ledger(&state).consistency_proof(old, new)?;
+    Ok(Json(ConsistencyJson { old, new, hashes }))
+}
+
+async fn status(
+    State(state): State<AppState>,
+    Path(credential): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = CredentialId::from_hex(&credential).ok_or_else(|| {
+        ApiError::bad_request("bad_credential", "credential id must be 64 hex digits")
+    })?;
+    let proof = read_ledger(&state).status_proof(&id)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        proof.to_json(),
+    )
+        .into_response())
+}
+
+/// The `POST /events` body: signed entries, standard base64.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    pub events: Vec<String>,
+}
+
+/// One accepted (or already logged) event: DESIGN §5's object, which
+/// `revledger submit` prints.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct AcceptedJson {
+    pub index: u64,
+    pub leaf_hash: Hash,
+    /// True when the identical event was already logged earlier.
+    pub duplicate: bool,
+    pub checkpoint: String,
+    pub inclusion: InclusionJson,
+}
+
+/// One item of a multi-event answer.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum ItemJson {
+    Accepted(AcceptedJson),
+    Refused { error: String, message: String },
+}
+
+/// The `POST /events` answer: one item per submitted event, in order.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct SubmitResponse {
+    pub results: Vec<ItemJson>,
+}
+
+async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: SubmitRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("malformed", format!("request body: {e}")))?;
+    if req.events.is_empty() {
+        return Err(ApiError::bad_request("malformed", "no events"));
+    }
+    if req.events.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("at most {MAX_EVENTS_PER_REQUEST} events per request"),
+        ));
+    }
+    let mut entries = Vec::with_capacity(req.events.len());
+    for (i, e) in req.events.iter().enumerate() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(e)
+            .map_err(|_| ApiError::bad_request("malformed", format!("event {i} is not base64")))?;
+        entries.push(bytes);
+    }
+    let single = entries.len() == 1;
+    let results = state.sequencer.submit(entries).await?;
+    if single {
+        if let Some(Err(r)) = results.first() {
+            return Err(ApiError::from_refusal(r));
+        }
+    }
+    let results = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(a) => ItemJson::Accepted(a),
+            Err(r) => ItemJson::Refused {
+                error: r.code().to_string(),
+                message: r.to_string(),
+            },
+        })
+        .collect();
+    Ok(Json(SubmitResponse { results }).into_response())
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let poisoned = read_ledger(&state).poisoned().map(str::to_string);
+    match (poisoned, state.sequencer.is_running()) {
+        (None, true) => (StatusCode::OK, "ok\n").into_response(),
+        (Some(why), _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {why}\n"),
+        )
+            .into_response(),
+        (None, false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy: sequencer stopped\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,267 @@
+//! Group commit: the one thread that writes.
+//!
+//! Submissions wait in a bounded queue. The sequencer takes the first one,
+//! collects whatever else arrives within the batch interval (or is already
+//! waiting) up to the batch limit, sequences them all as one ledger batch
+//! (one fsync, one signature), and answers each submitter with its events'
+//! indexes, the checkpoint and inclusion proofs. While one batch is being
+//! made durable, the next one fills: throughput grows with load without
+//! adding latency when idle.
+
+use super::metrics::Metrics;
+use super::{AcceptedJson, ApiError, InclusionJson, SharedLedger};
+use crate::ledger::{Outcome, Refusal};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+/// Tuning of the sequencer.
+#[derive(Clone, Debug)]
+pub struct SequencerConfig {
+    /// How long to wait for more submissions after the first one of a batch.
+    /// Zero: take only what is already waiting (natural group commit).
+    pub batch_interval: Duration,
+    /// Most events in one batch.
+    pub max_batch: usize,
+    /// Most submissions (requests) waiting; beyond it, 503.
+    pub queue_requests: usize,
+    /// A head record is appended alone after this long without events.
+    pub heartbeat: Duration,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> Self {
+        SequencerConfig {
+            batch_interval: Duration::ZERO,
+            max_batch: 4096,
+            queue_requests: 1024,
+            heartbeat: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The answer for one submitted event.
+pub type ItemResult = Result<AcceptedJson, Refusal>;
+
+struct Job {
+    entries: Vec<Vec<u8>>,
+    arrived: Instant,
+    reply: oneshot::Sender<Result<Vec<ItemResult>, ApiError>>,
+}
+
+/// The handle handlers use to submit.
+#[derive(Clone)]
+pub struct Sequencer {
+    tx: SyncSender<Job>,
+    running: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+}
+
+/// The milliseconds since the Unix epoch on this machine's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Sequencer {
+    /// Starts the sequencer thread. It stops when every `Sequencer` handle
+    /// is dropped, after answering everything queued; join the returned
+    /// handle to wait for that.
+    pub fn start(
+        ledger: SharedLedger,
+        config: SequencerConfig,
+        metrics: Arc<Metrics>,
+    ) -> (Sequencer, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::sync_channel::<Job>(config.queue_requests.max(1));
+        let running = Arc::new(AtomicBool::new(true));
+        let seq = Sequencer {
+            tx,
+            running: running.clone(),
+            metrics: metrics.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("sequencer".into())
+            .spawn(move || {
+                run(&ledger, &config, &metrics, &rx);
+                running.store(false, Ordering::SeqCst);
+            })
+            .unwrap_or_else(|e| panic!("cannot start the sequencer thread: {e}"));
+        (seq, handle)
+    }
+
+    /// Whether the sequencer thread is alive.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Queues `entries` and waits until they are sequenced and checkpointed.
+    ///
+    /// # Errors
+    /// 503 with `Retry-After` when the queue is full or the node stops.
+    pub async fn submit(&self, entries: Vec<Vec<u8>>) -> Result<Vec<ItemResult>, ApiError> {
+        let n = entries.len() as u64;
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            entries,
+            arrived: Instant::now(),
+            reply,
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => {
+                self.metrics.queue_depth.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_)) => {
+                self.metrics.shed.fetch_add(1, Ordering::Relaxed);
+                return Err(ApiError::unavailable(
+                    "overloaded",
+                    "the submission queue is full; retry later",
+                    1,
+                ));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ApiError::unavailable("stopping", "the node is stopping", 5))
+            }
+        }
+        rx.await.map_err(|_| {
+            ApiError::unavailable("stopping", "the node stopped before sequencing", 5)
+        })?
+    }
+}
+
+fn run(
+    ledger: &SharedLedger,
+    config: &SequencerConfig,
+    metrics: &Metrics,
+    rx: &mpsc::Receiver<Job>,
+) {
+    let mut last_append = Instant::now();
+    loop {
+        let idle = config.heartbeat.saturating_sub(last_append.elapsed());
+        let first = match rx.recv_timeout(idle) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                heartbeat(ledger, metrics);
+                last_append = Instant::now();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut jobs = vec![first];
+        let mut count = jobs[0].entries.len();
+        let deadline = Instant::now() + config.batch_interval;
+        while count < config.max_batch {
+            let next = match deadline.checked_duration_since(Instant::now()) {
+                Some(wait) if !wait.is_zero() => rx.recv_timeout(wait).ok(),
+                _ => rx.try_recv().ok(),
+            };
+            match next {
+                Some(job) => {
+                    count += job.entries.len();
+                    jobs.push(job);
+                }
+                None => break,
+            }
+        }
+        metrics
+            .queue_depth
+            .fetch_sub(count as u64, Ordering::Relaxed);
+        sequence(ledger, metrics, jobs);
+        last_append = Instant::now();
+    }
+}
+
+fn heartbeat(ledger: &SharedLedger, metrics: &Metrics) {
+    let mut l = ledger.write().unwrap_or_else(|p| p.into_inner());
+    match l.append_heartbeat(now_ms()) {
+        Ok(c) => {
+            metrics.heartbeats.fetch_add(1, Ordering::Relaxed);
+            metrics.tree_size.store(c.size(), Ordering::Relaxed);
+        }
+        Err(e) => tracing::error!(error = %e, "heartbeat failed"),
+    }
+}
+
+/// One batch: sequence every job's entries together, then answer each job.
+fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
+    let all: Vec<Vec<u8>> = jobs
+        .iter()
+        .flat_map(|j| j.entries.iter().cloned())
+        .collect();
+    let result = {
+        let mut l = ledger.write().unwrap_or_else(|p| p.into_inner());
+        // After a storage failure, reopen (which runs the recovery checks)
+        // before taking more work.
+        if l.poisoned().is_some() {
+            if let Err(e) = l.recover(now_ms()) {
+                tracing::error!(error = %e, "recovery failed");
+            }
+        }
+        l.append_events(&all, now_ms())
+    };
+    let batch = match result {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, events = all.len(), "batch failed; nothing acknowledged");
+            for job in jobs {
+                let _ = job.reply.send(Err(ApiError::from(e.clone())));
+            }
+            return;
+        }
+    };
+    metrics.batches.fetch_add(1, Ordering::Relaxed);
+    metrics.batch_size.observe(all.len() as f64);
+    metrics
+        .tree_size
+        .store(batch.checkpoint.size(), Ordering::Relaxed);
+    let size = batch.checkpoint.size();
+    let text = batch.checkpoint.note_text().to_string();
+    let l = ledger.read().unwrap_or_else(|p| p.into_inner());
+    let mut outcomes = batch.outcomes.into_iter();
+    for job in jobs {
+        let mut items = Vec::with_capacity(job.entries.len());
+        let mut failure = None;
+        for outcome in outcomes.by_ref().take(job.entries.len()) {
+            let (index, leaf_hash, duplicate) = match outcome {
+                Outcome::Accepted { index, leaf_hash } => {
+                    metrics.accepted.fetch_add(1, Ordering::Relaxed);
+                    (index, leaf_hash, false)
+                }
+                Outcome::Duplicate { index, leaf_hash } => {
+                    metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+                    (index, leaf_hash, true)
+                }
+                Outcome::Refused(r) => {
+                    metrics.refused(r.code());
+                    items.push(Err(r));
+                    continue;
+                }
+            };
+            match l.inclusion_proof(index, size) {
+                Ok(hashes) => items.push(Ok(AcceptedJson {
+                    index,
+                    leaf_hash,
+                    duplicate,
+                    checkpoint: text.clone(),
+                    inclusion: InclusionJson {
+                        index,
+                        size,
+                        leaf_hash: Some(leaf_hash),
+                        hashes,
+                    },
+                })),
+                Err(e) => failure = Some(e),
+            }
+        }
+        metrics
+            .submit_to_checkpoint
+            .observe(job.arrived.elapsed().as_secs_f64());
+        let answer = match failure {
+            Some(e) => Err(ApiError::from(e)),
+            None => Ok(items),
+        };
+        let _ = job.reply.send(answer);
+    }
+}
