@@ -199,9 +199,10 @@ fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
                 tracing::error!(error = %e, "recovery failed");
             }
         }
-        l.append_events(&all, now_ms())
+        let before = l.checkpoint().size();
+        l.append_events(&all, now_ms()).map(|b| (b, before))
     };
-    let batch = match result {
+    let (batch, before) = match result {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, events = all.len(), "batch failed; nothing acknowledged");
@@ -211,8 +212,13 @@ fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
             return;
         }
     };
-    metrics.batches.fetch_add(1, Ordering::Relaxed);
-    metrics.batch_size.observe(all.len() as f64);
+    // A round where every event was refused or a duplicate writes nothing.
+    if batch.checkpoint.size() > before {
+        metrics.batches.fetch_add(1, Ordering::Relaxed);
+        metrics
+            .batch_size
+            .observe((batch.checkpoint.size() - before - 1) as f64);
+    }
     metrics
         .tree_size
         .store(batch.checkpoint.size(), Ordering::Relaxed);
