@@ -394,24 +394,21 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Checks a signed-note key name: 1–255 bytes of UTF-8 with no whitespace,
-/// no `+` and no control characters (c2sp.org/signed-note).
+/// Checks a registry name: a valid signed-note key name
+/// ([`crate::note::KeyName`], the same rule everywhere) of at most 255 bytes
+/// (its length is one byte in the encoding).
 ///
 /// # Errors
 /// [`EntryError::BadName`] saying what is wrong.
 pub fn check_key_name(name: &str) -> Result<(), EntryError> {
-    if name.is_empty() || name.len() > 255 {
-        return Err(EntryError::BadName("must be 1 to 255 bytes"));
+    if name.len() > 255 {
+        return Err(EntryError::BadName("must be at most 255 bytes"));
     }
-    if name
-        .chars()
-        .any(|c| c == '+' || c.is_whitespace() || c.is_control())
-    {
-        return Err(EntryError::BadName(
-            "must not contain '+', whitespace or control characters",
-        ));
-    }
-    Ok(())
+    crate::note::KeyName::new(name).map(|_| ()).map_err(|_| {
+        EntryError::BadName(
+            "not a signed-note key name (empty, or has '+', whitespace or a control character)",
+        )
+    })
 }
 
 impl Event {

@@ -274,6 +274,11 @@ fn check(
     // 1. The checkpoint is signed by the log.
     let ckpt = checkpoint::verify_checkpoint(&proof.checkpoint, log_key)
         .map_err(|e| Invalid::Checkpoint(e.to_string()))?;
+    if !ckpt.checkpoint().extensions().is_empty() {
+        // DESIGN §1/§2: our checkpoints carry no extension lines; nothing
+        // outside the log may carry state.
+        return Err(Invalid::Checkpoint("unexpected extension lines".into()));
+    }
     // 2. The head record is the tree's last entry, and included.
     let head = check_head(&proof.head, &ckpt)?;
     if head.time_ms > now_ms.saturating_add(policy.max_future_ms) {
