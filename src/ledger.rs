@@ -24,7 +24,7 @@ use crate::note::{NoteSigner, NoteVerifier};
 use crate::rules::{self, ApplyError, Credential, RuleError, StateView};
 use crate::smt::{self, Node, NodeId, NodeReader};
 use crate::status::{LoggedEntry, StatusProof};
-use crate::store::{Batch, Space, Store, StoreError};
+use crate::store::{Batch, ReadStore, Space, Store, StoreError};
 use crate::tile::{self, TileError, TileKind, TilePath};
 use std::collections::{BTreeMap, HashMap};
 
@@ -156,12 +156,12 @@ impl PartialEq for Submitter {
 }
 
 /// The submitter registry as of the end of the log, by key id.
-type Registry = BTreeMap<u32, Submitter>;
+pub(crate) type Registry = BTreeMap<u32, Submitter>;
 
 /// Reads stored hashes for the Merkle math.
-struct Hashes<'a, S: Store>(&'a S);
+pub(crate) struct Hashes<'a, S: ReadStore + ?Sized>(pub(crate) &'a S);
 
-impl<S: Store> HashReader for Hashes<'_, S> {
+impl<S: ReadStore + ?Sized> HashReader for Hashes<'_, S> {
     type Error = StoreError;
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         indexes
@@ -177,9 +177,9 @@ impl<S: Store> HashReader for Hashes<'_, S> {
 }
 
 /// Reads status map nodes.
-struct MapNodes<'a, S: Store>(&'a S);
+pub(crate) struct MapNodes<'a, S: ReadStore + ?Sized>(pub(crate) &'a S);
 
-impl<S: Store> NodeReader for MapNodes<'_, S> {
+impl<S: ReadStore + ?Sized> NodeReader for MapNodes<'_, S> {
     type Error = StoreError;
     fn get_node(&self, id: &NodeId) -> Result<Option<Node>, StoreError> {
         match self.0.get(Space::MapNode, &id.to_bytes())? {
@@ -238,7 +238,7 @@ impl<S: Store> Work<'_, S> {
     }
 }
 
-fn read_credential<S: Store>(
+pub(crate) fn read_credential<S: ReadStore + ?Sized>(
     store: &S,
     id: &CredentialId,
 ) -> Result<Option<Credential>, LedgerError> {
@@ -250,7 +250,7 @@ fn read_credential<S: Store>(
     }
 }
 
-fn read_holder<S: Store>(
+pub(crate) fn read_holder<S: ReadStore + ?Sized>(
     store: &S,
     holder: &HolderTag,
 ) -> Result<Option<CredentialId>, LedgerError> {
@@ -262,7 +262,7 @@ fn read_holder<S: Store>(
     }
 }
 
-fn u64_value(v: &[u8], what: &str) -> Result<u64, LedgerError> {
+pub(crate) fn u64_value(v: &[u8], what: &str) -> Result<u64, LedgerError> {
     <[u8; 8]>::try_from(v)
         .map(u64::from_be_bytes)
         .map_err(|_| LedgerError::Corrupt(format!("{what} is not a u64")))
@@ -959,7 +959,7 @@ fn registry_change(op: RegistryOp, kinds: KindSet, s: &Submitter, now_ms: u64) -
 }
 
 /// `count u32 ‖ (kinds u8 ‖ vkey length u16 ‖ vkey text)*`.
-fn encode_registry(r: &Registry) -> Vec<u8> {
+pub(crate) fn encode_registry(r: &Registry) -> Vec<u8> {
     let mut b = (r.len() as u32).to_be_bytes().to_vec();
     for s in r.values() {
         let vkey = s.key.to_vkey_string();
@@ -970,7 +970,7 @@ fn encode_registry(r: &Registry) -> Vec<u8> {
     b
 }
 
-fn decode_registry(b: &[u8]) -> Result<Registry, LedgerError> {
+pub(crate) fn decode_registry(b: &[u8]) -> Result<Registry, LedgerError> {
     let bad = || LedgerError::Corrupt("stored submitter registry is malformed".into());
     let mut r = Registry::new();
     let count = u32::from_be_bytes(b.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?);

@@ -2,6 +2,7 @@
 //!
 //! See `README.md` for the code map and architecture invariants, and
 //! `docs/FORMAT.md` for every byte on the wire.
+pub mod audit;
 pub mod checkpoint;
 pub mod entry;
 pub mod hash;

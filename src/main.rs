@@ -67,6 +67,27 @@ enum Command {
         /// Credential id, 64 hex digits.
         credential: String,
     },
+    /// Check the log against the last checkpoint trusted in DIR: verify the
+    /// new checkpoint, replay every new entry through tlog-tiles, recompute
+    /// every tree and map root; exit non-zero with evidence on any
+    /// inconsistency.
+    Audit {
+        #[arg(long)]
+        node: String,
+        /// The log's verifier key file.
+        #[arg(long)]
+        vkey: PathBuf,
+        /// The auditor's state directory (trusted checkpoint, replayed state,
+        /// evidence files).
+        #[arg(long)]
+        state: PathBuf,
+        /// Keep polling and audit each new checkpoint.
+        #[arg(long)]
+        follow: bool,
+        /// Seconds between polls with --follow.
+        #[arg(long, default_value_t = 10)]
+        interval_secs: u64,
+    },
     /// Offline verification.
     Verify {
         #[command(subcommand)]
@@ -192,6 +213,19 @@ fn run(cli: Cli) -> Result<i32> {
             let proof = StatusProof::from_json(&text).context("the node's status proof")?;
             Ok(report(&proof, &id, &vkey, max_age.into()))
         }
+        Command::Audit {
+            node,
+            vkey,
+            state,
+            follow,
+            interval_secs,
+        } => audit(
+            &node,
+            &vkey,
+            &state,
+            follow,
+            Duration::from_secs(interval_secs.max(1)),
+        ),
         Command::Verify {
             what:
                 VerifyCommand::Status {
@@ -406,6 +440,112 @@ fn holder_from_log(node: &str, id: &CredentialId) -> Result<HolderTag> {
         Ok(Entry::Event(e)) if e.event.credential == *id => Ok(e.event.holder),
         Ok(Entry::Event(e)) => Ok(e.event.holder), // the issue that replaced it
         _ => bail!("the credential's last entry is not an event; give --holder"),
+    }
+}
+
+/// The node over HTTP, as a tlog-tiles client.
+struct HttpLog {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl revledger::audit::LogSource for HttpLog {
+    fn checkpoint(&self) -> Result<String, String> {
+        self.get(&format!("{}/checkpoint", self.base))
+            .and_then(|b| String::from_utf8(b).map_err(|_| "checkpoint is not UTF-8".to_string()))
+    }
+    fn tile(&self, path: &revledger::tile::TilePath) -> Result<Vec<u8>, String> {
+        self.get(&format!("{}/{}", self.base, path.to_path()))
+    }
+}
+
+impl HttpLog {
+    fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+        let resp = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|e| format!("{url}: {e}"))?;
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(resp.into_reader(), 64 << 20),
+            &mut body,
+        )
+        .map_err(|e| format!("{url}: {e}"))?;
+        Ok(body)
+    }
+}
+
+fn audit(node: &str, vkey: &Path, state: &Path, follow: bool, interval: Duration) -> Result<i32> {
+    use revledger::audit::{AuditError, Auditor};
+    let vkey = read_vkey(vkey)?;
+    std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+    let store = SledStore::open(&state.join("db"))?;
+    let mut auditor = Auditor::open(store, vkey)?;
+    let source = HttpLog {
+        base: node.trim_end_matches('/').to_string(),
+        agent: ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(60))
+            .build(),
+    };
+    loop {
+        let started = std::time::Instant::now();
+        let mut last_print = started;
+        let mut progress = |done: u64, total: u64| {
+            if last_print.elapsed() >= Duration::from_secs(1) || done == total {
+                let secs = started.elapsed().as_secs_f64().max(1e-3);
+                let rate = done as f64 / secs;
+                let eta = if rate > 0.0 {
+                    (total - done) as f64 / rate
+                } else {
+                    0.0
+                };
+                eprint!(
+                    "\r{done}/{total} entries ({:.1}%), {rate:.0}/s, ETA {eta:.0}s   ",
+                    100.0 * done as f64 / total.max(1) as f64
+                );
+                last_print = std::time::Instant::now();
+            }
+        };
+        match auditor.run(&source, &mut progress) {
+            Ok(r) => {
+                let secs = started.elapsed().as_secs_f64();
+                if r.size > r.previous_size {
+                    eprintln!();
+                }
+                println!(
+                    "ok: checkpoint size {} (was {}), {} new entries: {} events, {} registry changes, {} head records; every signature, rule, map root and tile checked in {secs:.2}s",
+                    r.size,
+                    r.previous_size,
+                    r.size - r.previous_size,
+                    r.events,
+                    r.registry_changes,
+                    r.head_records
+                );
+            }
+            Err(e) => {
+                eprintln!();
+                if let Some(evidence) = e.evidence() {
+                    let name = format!("evidence-{}.txt", server_now());
+                    let path = state.join(name);
+                    std::fs::write(&path, &evidence)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "LOG MISBEHAVIOUR: {e}\nevidence saved to {}",
+                        path.display()
+                    );
+                    return Ok(3);
+                }
+                match e {
+                    AuditError::Fetch(_) if follow => eprintln!("warning: {e}; retrying"),
+                    _ => return Err(e.into()),
+                }
+            }
+        }
+        if !follow {
+            return Ok(0);
+        }
+        std::thread::sleep(interval);
     }
 }
 

@@ -78,6 +78,16 @@ pub enum StoreError {
     Injected(&'static str),
 }
 
+/// Read access to stored values (all that the Merkle, map and rules code
+/// needs).
+pub trait ReadStore {
+    /// The current value of `key` in `space`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read fails.
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
 /// The ledger's storage.
 ///
 /// Contract:
@@ -92,13 +102,7 @@ pub enum StoreError {
 ///   nothing of a batch still being committed.
 /// - Batches are committed by one writer at a time; `get` may run
 ///   concurrently with `commit` from other threads.
-pub trait Store: Send + Sync {
-    /// The current value of `key` in `space`.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the read fails.
-    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-
+pub trait Store: ReadStore + Send + Sync {
     /// Applies `batch` atomically and durably (see the trait's contract).
     ///
     /// # Errors
@@ -106,10 +110,13 @@ pub trait Store: Send + Sync {
     fn commit(&self, batch: Batch) -> Result<(), StoreError>;
 }
 
-impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+impl<S: ReadStore + ?Sized> ReadStore for std::sync::Arc<S> {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).get(space, key)
     }
+}
+
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         (**self).commit(batch)
     }
@@ -148,12 +155,14 @@ impl MemStore {
     }
 }
 
-impl Store for MemStore {
+impl ReadStore for MemStore {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         Ok(map.get(&full_key(space, key)).cloned())
     }
+}
 
+impl Store for MemStore {
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         for (space, key, value) in batch.ops {
@@ -164,6 +173,65 @@ impl Store for MemStore {
             };
         }
         Ok(())
+    }
+}
+
+/// Uncommitted writes layered over a store: reads see them first. Used to
+/// replay many batches and commit them to the inner store in one go.
+pub struct Overlay<'a, S: Store + ?Sized> {
+    inner: &'a S,
+    pending: std::collections::HashMap<(Space, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl<'a, S: Store + ?Sized> Overlay<'a, S> {
+    /// An empty overlay over `inner`.
+    pub fn new(inner: &'a S) -> Overlay<'a, S> {
+        Overlay {
+            inner,
+            pending: Default::default(),
+        }
+    }
+
+    /// Number of pending writes.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Commits every pending write to the inner store (atomically and
+    /// durably, per its contract) and empties the overlay.
+    ///
+    /// # Errors
+    /// The inner store's error; the writes stay pending.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        for ((space, key), value) in &self.pending {
+            match value {
+                Some(v) => batch.put(*space, key.clone(), v.clone()),
+                None => batch.delete(*space, key.clone()),
+            }
+        }
+        self.inner.commit(batch)?;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+impl<S: Store + ?Sized> ReadStore for Overlay<'_, S> {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.pending.get(&(space, key.to_vec())) {
+            Some(v) => Ok(v.clone()),
+            None => self.inner.get(space, key),
+        }
+    }
+}
+
+impl<S: Store + ?Sized> Overlay<'_, S> {
+    /// Adds a batch's writes to the pending set (not yet durable: see
+    /// [`Overlay::flush`]).
+    pub fn apply(&mut self, batch: Batch) {
+        for (space, key, value) in batch.ops {
+            self.pending.insert((space, key), value);
+        }
     }
 }
 
@@ -204,14 +272,17 @@ impl SledStore {
 }
 
 #[cfg(feature = "node")]
-impl Store for SledStore {
+impl ReadStore for SledStore {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db
             .get(full_key(space, key))
             .map(|v| v.map(|iv| iv.to_vec()))
             .map_err(|e| StoreError::Io(e.to_string()))
     }
+}
 
+#[cfg(feature = "node")]
+impl Store for SledStore {
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         for (space, key, value) in batch.ops {

@@ -7,7 +7,7 @@ use revledger::hash::Hash;
 use revledger::ledger::{Ledger, LedgerError, Outcome, Submitter};
 use revledger::merkle;
 use revledger::note::{KeyName, NoteSigner};
-use revledger::store::{Batch, MemStore, SledStore, Space, Store, StoreError};
+use revledger::store::{Batch, MemStore, ReadStore, SledStore, Space, Store, StoreError};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -92,11 +92,14 @@ struct Faulty {
     failed: AtomicBool,
 }
 
-impl Store for Faulty {
+impl ReadStore for Faulty {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.get(space, key)
     }
+}
+
+impl Store for Faulty {
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let n = self.commits.fetch_add(1, Ordering::SeqCst);
         if n == self.fail_at {
