@@ -883,6 +883,52 @@ impl<S: Store + Clone> Ledger<S> {
     }
 }
 
+/// The log as stored in a node's data directory, read raw (no checks) as a
+/// [`crate::audit::LogSource`]: `fsck` replays it with the auditor, which
+/// recomputes every hash, tile and map root and compares them with what is
+/// stored and with the last signed checkpoint.
+pub struct StoredLog<'a, S: ReadStore + ?Sized>(pub &'a S);
+
+impl<S: ReadStore + ?Sized> crate::audit::LogSource for StoredLog<'_, S> {
+    fn checkpoint(&self) -> Result<String, String> {
+        let raw = self
+            .0
+            .get(Space::Meta, META_CHECKPOINT)
+            .map_err(|e| e.to_string())?
+            .ok_or("no signed checkpoint is stored")?;
+        String::from_utf8(raw).map_err(|_| "the stored checkpoint is not UTF-8".to_string())
+    }
+
+    fn tile(&self, path: &TilePath) -> Result<Vec<u8>, String> {
+        let size = {
+            let text = self.checkpoint()?;
+            let body = text.split("\n\n").next().unwrap_or_default();
+            checkpoint::Checkpoint::parse_body(&format!("{body}\n"))
+                .map_err(|e| e.to_string())?
+                .size()
+        };
+        match path.kind() {
+            TileKind::Hash { .. } => {
+                tile::read_tile(path, size, &Hashes(self.0)).map_err(|e| e.to_string())
+            }
+            TileKind::Entries => {
+                let start = path.index() * u64::from(tile::FULL_WIDTH);
+                let mut entries = Vec::with_capacity(usize::from(path.width()));
+                for i in start..start + u64::from(path.width()) {
+                    let e = self
+                        .0
+                        .get(Space::Entry, &i.to_be_bytes())
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| format!("entry {i} is missing"))?;
+                    entries.push(e);
+                }
+                let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+                tile::encode_entry_bundle(&refs).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
 /// Admits one submitted event into the batch, or says why not.
 fn admit<S: Store>(work: &mut Work<'_, S>, raw: &[u8]) -> Result<Outcome, LedgerError> {
     let refuse = |r| Ok(Outcome::Refused(r));

@@ -88,6 +88,13 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         interval_secs: u64,
     },
+    /// Check a (stopped) node's data directory: replay every stored entry,
+    /// recompute every tree hash, tile and status-map root, and compare them
+    /// with what is stored and with the last signed checkpoint.
+    Fsck {
+        #[arg(long, default_value = "./revledger-data")]
+        data: PathBuf,
+    },
     /// Offline verification.
     Verify {
         #[command(subcommand)]
@@ -226,6 +233,7 @@ fn run(cli: Cli) -> Result<i32> {
             follow,
             Duration::from_secs(interval_secs.max(1)),
         ),
+        Command::Fsck { data } => fsck(&data),
         Command::Verify {
             what:
                 VerifyCommand::Status {
@@ -546,6 +554,46 @@ fn audit(node: &str, vkey: &Path, state: &Path, follow: bool, interval: Duration
             return Ok(0);
         }
         std::thread::sleep(interval);
+    }
+}
+
+fn fsck(data: &Path) -> Result<i32> {
+    use revledger::audit::{AuditError, Auditor};
+    let vkey = read_vkey(&data.join("log.vkey"))?;
+    let node = SledStore::open(&data.join("db"))
+        .context("opening the node's database (is the node still running?)")?;
+    // The replay's own state goes to a scratch database, removed afterwards.
+    let scratch = data.join("fsck-scratch");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let result = {
+        let mut auditor = Auditor::open(SledStore::open(&scratch)?, vkey)?;
+        let started = std::time::Instant::now();
+        let mut last = started;
+        let mut progress = |done: u64, total: u64| {
+            if last.elapsed() >= Duration::from_secs(1) {
+                eprint!("\r{done}/{total} entries checked   ");
+                last = std::time::Instant::now();
+            }
+        };
+        auditor.run(&revledger::ledger::StoredLog(&node), &mut progress)
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    match result {
+        Ok(r) => {
+            println!(
+                "ok: {} entries ({} events, {} registry changes, {} head records); every hash, tile and map root matches the signed checkpoint of size {}",
+                r.size, r.events, r.registry_changes, r.head_records, r.size
+            );
+            Ok(0)
+        }
+        Err(AuditError::Misbehaviour { what, .. }) => {
+            println!("CORRUPT: {what}");
+            Ok(3)
+        }
+        Err(e) => {
+            println!("CORRUPT or unreadable: {e}");
+            Ok(3)
+        }
     }
 }
 

@@ -273,3 +273,53 @@ fn hash_type_is_what_proofs_use() {
         format!("\"{}\"", h.to_base64())
     );
 }
+
+/// `fsck`'s check: the auditor replaying the stored log (`StoredLog`) finds
+/// every kind of flipped byte and says where.
+#[test]
+fn fsck_replay_finds_flipped_bytes_and_says_where() {
+    use revledger::audit::{AuditError, Auditor, Misbehaviour};
+    use revledger::ledger::StoredLog;
+    let mem = Arc::new(MemStore::new());
+    let size = {
+        let mut l = Ledger::open(mem.clone(), log_signer(), T0).unwrap();
+        l.reconcile_submitters(&submitters(), T0).unwrap();
+        for b in 0..30 {
+            let evs: Vec<Vec<u8>> = (0..10).map(|i| issue(b * 10 + i)).collect();
+            l.append_events(&evs, T0).unwrap();
+        }
+        l.checkpoint().size()
+    };
+    let fsck = || {
+        let mut a = Auditor::open(Arc::new(MemStore::new()), log_signer().verifier()).unwrap();
+        a.run(&StoredLog(&*mem), &mut |_, _| {})
+    };
+    assert_eq!(fsck().unwrap().size, size);
+    // An entry's byte: its recomputed leaf no longer matches the stored tile.
+    assert!(mem.tamper(Space::Entry, &100u64.to_be_bytes(), |v| v[40] ^= 1));
+    match fsck() {
+        Err(AuditError::Misbehaviour { what, .. }) => assert!(
+            matches!(
+                &what,
+                Misbehaviour::RootMismatch { .. }
+                    | Misbehaviour::Unauthorized { index: 100, .. }
+                    | Misbehaviour::BadEntry { index: 100, .. }
+            ),
+            "{what}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(mem.tamper(Space::Entry, &100u64.to_be_bytes(), |v| v[40] ^= 1));
+    // A stored hash deep in the tree: the tile holding it is named.
+    let idx = merkle::stored_hash_index(0, 200);
+    assert!(mem.tamper(Space::Hash, &idx.to_be_bytes(), |v| v[0] ^= 1));
+    match fsck() {
+        Err(AuditError::Misbehaviour {
+            what: Misbehaviour::TileMismatch { tile },
+            ..
+        }) => assert_eq!(tile, "tile/0/000"),
+        other => panic!("{other:?}"),
+    }
+    assert!(mem.tamper(Space::Hash, &idx.to_be_bytes(), |v| v[0] ^= 1));
+    assert_eq!(fsck().unwrap().size, size);
+}
