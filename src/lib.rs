@@ -7,6 +7,8 @@ pub mod checkpoint;
 pub mod entry;
 pub mod hash;
 pub mod ledger;
+#[cfg(feature = "node")]
+pub mod loadgen;
 pub mod merkle;
 pub mod note;
 pub mod rules;

@@ -95,6 +95,29 @@ enum Command {
         #[arg(long, default_value = "./revledger-data")]
         data: PathBuf,
     },
+    /// Load generator: pre-signs events, then drives POST /events (and
+    /// optionally status and tile reads) with concurrent clients and prints
+    /// rates and latency percentiles.
+    Loadgen {
+        #[arg(long)]
+        node: String,
+        /// A registered submitter key allowed to issue.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Events per POST.
+        #[arg(long, default_value_t = 1)]
+        per_request: usize,
+        /// GET /status requests after the submissions.
+        #[arg(long, default_value_t = 0)]
+        status_reads: usize,
+        /// GET /tile/0/N requests after the submissions.
+        #[arg(long, default_value_t = 0)]
+        tile_reads: usize,
+    },
     /// Offline verification.
     Verify {
         #[command(subcommand)]
@@ -234,6 +257,30 @@ fn run(cli: Cli) -> Result<i32> {
             Duration::from_secs(interval_secs.max(1)),
         ),
         Command::Fsck { data } => fsck(&data),
+        Command::Loadgen {
+            node,
+            key,
+            events,
+            concurrency,
+            per_request,
+            status_reads,
+            tile_reads,
+        } => {
+            let key = read_signer(&key)?;
+            let cfg = revledger::loadgen::LoadConfig {
+                node,
+                events,
+                concurrency,
+                per_request,
+                status_reads,
+                tile_reads,
+            };
+            let reports = revledger::loadgen::run(&cfg, &key);
+            for r in &reports {
+                println!("{r}");
+            }
+            Ok(i32::from(reports.iter().any(|r| r.errors > 0)))
+        }
         Command::Verify {
             what:
                 VerifyCommand::Status {
