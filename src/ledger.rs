@@ -27,6 +27,7 @@ use crate::status::{LoggedEntry, StatusProof};
 use crate::store::{Batch, ReadStore, Space, Store, StoreError};
 use crate::tile::{self, TileError, TileKind, TilePath};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 const META_SIZE: &[u8] = b"size";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
@@ -274,16 +275,20 @@ fn corrupt<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> LedgerErro
 
 /// The revocation ledger over a [`Store`].
 pub struct Ledger<S: Store> {
-    store: S,
+    reader: LedgerReader<S>,
     signer: NoteSigner,
-    verifier: NoteVerifier,
     /// The right edge of the committed tree: O(log n) hashes.
     frontier: Frontier,
-    /// The last checkpoint signed (and persisted).
-    checkpoint: Option<VerifiedCheckpoint>,
     registry: Registry,
     last_head_ms: u64,
-    poisoned: Option<String>,
+}
+
+impl<S: Store> std::ops::Deref for Ledger<S> {
+    type Target = LedgerReader<S>;
+    /// The writer reads like any reader.
+    fn deref(&self) -> &LedgerReader<S> {
+        &self.reader
+    }
 }
 
 impl<S: Store> Ledger<S> {
@@ -302,18 +307,30 @@ impl<S: Store> Ledger<S> {
     /// [`LedgerError::Corrupt`] with what does not match, or a storage
     /// error.
     pub fn open(store: S, signer: NoteSigner, now_ms: u64) -> Result<Ledger<S>, LedgerError> {
+        Ledger::open_shared(Arc::new(store), Arc::default(), signer, now_ms)
+    }
+
+    /// [`Ledger::open`], publishing into `shared` (kept across
+    /// [`Ledger::recover`], so readers follow the reopened ledger).
+    fn open_shared(
+        store: Arc<S>,
+        shared: Arc<Shared>,
+        signer: NoteSigner,
+        now_ms: u64,
+    ) -> Result<Ledger<S>, LedgerError> {
         let verifier = signer.verifier();
         let mut ledger = Ledger {
-            store,
+            reader: LedgerReader {
+                store,
+                shared,
+                verifier,
+            },
             signer,
-            verifier,
             frontier: Frontier::new(),
-            checkpoint: None,
             registry: Registry::new(),
             last_head_ms: 0,
-            poisoned: None,
         };
-        let size = match ledger.store.get(Space::Meta, META_SIZE)? {
+        let size = match ledger.reader.store.get(Space::Meta, META_SIZE)? {
             None => {
                 let sealed = seal(ledger.work(), now_ms, 0);
                 ledger.install(sealed)?;
@@ -324,15 +341,16 @@ impl<S: Store> Ledger<S> {
         if size == 0 {
             return Err(LedgerError::Corrupt("stored tree size is 0".into()));
         }
-        ledger.frontier = Frontier::load(size, &Hashes(&ledger.store))
+        ledger.frontier = Frontier::load(size, &Hashes(&*ledger.reader.store))
             .map_err(corrupt("loading the tree's right edge"))?;
 
-        if let Some(text) = ledger.store.get(Space::Meta, META_CHECKPOINT)? {
+        let mut published = None;
+        if let Some(text) = ledger.reader.store.get(Space::Meta, META_CHECKPOINT)? {
             let text = String::from_utf8(text).map_err(corrupt("stored checkpoint"))?;
-            let ckpt = checkpoint::verify_checkpoint(&text, &ledger.verifier).map_err(|e| {
+            let ckpt = checkpoint::verify_checkpoint(&text, &ledger.reader.verifier).map_err(|e| {
                 LedgerError::Corrupt(format!(
                     "the stored checkpoint does not verify with log key {} ({e}); wrong key or data dir?",
-                    ledger.verifier.to_vkey_string()
+                    ledger.reader.verifier.to_vkey_string()
                 ))
             })?;
             if ckpt.size() > size {
@@ -341,7 +359,7 @@ impl<S: Store> Ledger<S> {
                     ckpt.size()
                 )));
             }
-            let root = merkle::tree_hash(ckpt.size(), &Hashes(&ledger.store))
+            let root = merkle::tree_hash(ckpt.size(), &Hashes(&*ledger.reader.store))
                 .map_err(corrupt("recomputing the checkpointed root"))?;
             if root != *ckpt.root() {
                 return Err(LedgerError::Corrupt(format!(
@@ -351,10 +369,10 @@ impl<S: Store> Ledger<S> {
                     ckpt.root().to_base64()
                 )));
             }
-            ledger.checkpoint = Some(ckpt);
+            published = Some(ckpt);
         }
 
-        let head = match Entry::decode(&ledger.read_entry(size - 1)?) {
+        let head = match Entry::decode(&ledger.reader.read_entry(size - 1)?) {
             Ok(Entry::Head(h)) => h,
             Ok(_) => {
                 return Err(LedgerError::Corrupt(format!(
@@ -364,7 +382,8 @@ impl<S: Store> Ledger<S> {
             }
             Err(e) => return Err(LedgerError::Corrupt(format!("last entry: {e}"))),
         };
-        let map_root = smt::root(&MapNodes(&ledger.store)).map_err(corrupt("status map"))?;
+        let map_root =
+            smt::root(&MapNodes(&*ledger.reader.store)).map_err(corrupt("status map"))?;
         if map_root != head.map_root {
             return Err(LedgerError::Corrupt(format!(
                 "status map root {} differs from the last head record's {}",
@@ -373,28 +392,28 @@ impl<S: Store> Ledger<S> {
             )));
         }
         ledger.last_head_ms = head.time_ms;
-        ledger.registry = match ledger.store.get(Space::Meta, META_REGISTRY)? {
+        ledger.registry = match ledger.reader.store.get(Space::Meta, META_REGISTRY)? {
             None => Registry::new(),
             Some(v) => decode_registry(&v)?,
         };
-        if ledger.checkpoint.as_ref().map(|c| c.size()) != Some(size) {
+        let complete = published.as_ref().map(|c| c.size()) == Some(size);
+        ledger.set_checkpoint(published);
+        if !complete {
             ledger.publish_checkpoint()?;
         }
+        // Every check passed: the writer may work again.
+        *ledger
+            .reader
+            .shared
+            .poisoned
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         Ok(ledger)
     }
 
-    /// The last signed checkpoint.
-    pub fn checkpoint(&self) -> &VerifiedCheckpoint {
-        // open() and every seal() leave a checkpoint or return an error.
-        match &self.checkpoint {
-            Some(c) => c,
-            None => unreachable!("an open ledger always has a checkpoint"),
-        }
-    }
-
-    /// The log's verifier key.
-    pub fn verifier(&self) -> &NoteVerifier {
-        &self.verifier
+    /// A read handle that other threads can use while this writer appends.
+    pub fn reader_handle(&self) -> LedgerReader<S> {
+        self.reader.clone()
     }
 
     /// The registered submitters, by key id.
@@ -402,19 +421,27 @@ impl<S: Store> Ledger<S> {
         self.registry.values()
     }
 
-    /// The store (read access for serving tiles).
-    pub fn store(&self) -> &S {
-        &self.store
+    fn set_checkpoint(&self, c: Option<VerifiedCheckpoint>) {
+        *self
+            .reader
+            .shared
+            .checkpoint
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = c;
     }
 
-    /// `Some(reason)` when a storage failure stopped the ledger.
-    pub fn poisoned(&self) -> Option<&str> {
-        self.poisoned.as_deref()
+    fn set_poisoned(&self, why: String) {
+        *self
+            .reader
+            .shared
+            .poisoned
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(why);
     }
 
     fn work(&self) -> Work<'_, S> {
         Work {
-            store: &self.store,
+            store: &*self.reader.store,
             batch: Batch::new(),
             frontier: self.frontier.clone(),
             dedup: HashMap::new(),
@@ -426,8 +453,8 @@ impl<S: Store> Ledger<S> {
     }
 
     fn check_usable(&self) -> Result<(), LedgerError> {
-        match &self.poisoned {
-            Some(why) => Err(LedgerError::Poisoned(why.clone())),
+        match self.poisoned() {
+            Some(why) => Err(LedgerError::Poisoned(why)),
             None => Ok(()),
         }
     }
@@ -546,25 +573,32 @@ impl<S: Store> Ledger<S> {
     /// Installs a sealed batch and publishes its checkpoint, or poisons
     /// the ledger when sealing or publishing failed.
     fn install(&mut self, sealed: Result<Sealed, LedgerError>) -> Result<(), LedgerError> {
-        let sealed = sealed.inspect_err(|e| self.poisoned = Some(e.to_string()))?;
+        let sealed = sealed.inspect_err(|e| self.set_poisoned(e.to_string()))?;
         self.frontier = sealed.frontier;
         self.registry = sealed.registry;
         self.last_head_ms = sealed.head_ms;
         // 4. Consistency check, sign, persist durably; then release.
         self.publish_checkpoint()
-            .inspect_err(|e| self.poisoned = Some(e.to_string()))
+            .inspect_err(|e| self.set_poisoned(e.to_string()))
     }
 
     /// Signs and persists a checkpoint for the committed tree, after
     /// proving it consistent with the last one signed.
     fn publish_checkpoint(&mut self) -> Result<(), LedgerError> {
         let new = Checkpoint::new(
-            self.verifier.name().to_string(),
+            self.reader.verifier.name().to_string(),
             self.frontier.size(),
             self.frontier.root(),
         )
         .map_err(|e| LedgerError::Sign(e.to_string()))?;
-        if let Some(old) = &self.checkpoint {
+        let last = self
+            .reader
+            .shared
+            .checkpoint
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(old) = &last {
             if new.size() < old.size() {
                 return Err(LedgerError::WouldFork(format!(
                     "tree size {} is smaller than the signed {}",
@@ -572,8 +606,9 @@ impl<S: Store> Ledger<S> {
                     old.size()
                 )));
             }
-            let proof = merkle::consistency_proof(old.size(), new.size(), &Hashes(&self.store))
-                .map_err(corrupt("consistency proof from stored hashes"))?;
+            let proof =
+                merkle::consistency_proof(old.size(), new.size(), &Hashes(&*self.reader.store))
+                    .map_err(corrupt("consistency proof from stored hashes"))?;
             merkle::verify_consistency(old.size(), new.size(), old.root(), new.root(), &proof)
                 .map_err(|e| {
                     LedgerError::WouldFork(format!(
@@ -592,9 +627,72 @@ impl<S: Store> Ledger<S> {
             new.size().to_be_bytes(),
             signed.note_text().as_bytes(),
         );
-        self.store.commit(batch)?;
-        self.checkpoint = Some(signed.into_verified());
+        self.reader.store.commit(batch)?;
+        self.set_checkpoint(Some(signed.into_verified()));
         Ok(())
+    }
+}
+
+/// What the writer and its readers share: the published checkpoint and
+/// whether a storage failure stopped the writer.
+#[derive(Default)]
+struct Shared {
+    checkpoint: std::sync::RwLock<Option<VerifiedCheckpoint>>,
+    poisoned: std::sync::RwLock<Option<String>>,
+}
+
+/// The read side of the ledger: cheap to clone, usable from any thread
+/// while the one writer ([`Ledger`]) appends. Reads never wait for a batch
+/// being committed: they serve the last published checkpoint, whose
+/// entries and tree hashes never change.
+pub struct LedgerReader<S: Store> {
+    store: Arc<S>,
+    shared: Arc<Shared>,
+    verifier: NoteVerifier,
+}
+
+impl<S: Store> Clone for LedgerReader<S> {
+    fn clone(&self) -> Self {
+        LedgerReader {
+            store: self.store.clone(),
+            shared: self.shared.clone(),
+            verifier: self.verifier.clone(),
+        }
+    }
+}
+
+impl<S: Store> LedgerReader<S> {
+    /// The last published (signed and persisted) checkpoint.
+    pub fn checkpoint(&self) -> VerifiedCheckpoint {
+        let c = self
+            .shared
+            .checkpoint
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        match &*c {
+            Some(c) => c.clone(),
+            // Ledger::open publishes a checkpoint before any reader exists.
+            None => unreachable!("an open ledger always has a checkpoint"),
+        }
+    }
+
+    /// The log's verifier key.
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.verifier
+    }
+
+    /// The store (read access).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// `Some(reason)` when a storage failure stopped the writer.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared
+            .poisoned
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The entry at `index` of the committed tree, checked against its
@@ -604,7 +702,7 @@ impl<S: Store> Ledger<S> {
             .store
             .get(Space::Entry, &index.to_be_bytes())?
             .ok_or_else(|| LedgerError::Corrupt(format!("entry {index} is missing")))?;
-        let stored = Hashes(&self.store)
+        let stored = Hashes(&*self.store)
             .read_hashes(&[merkle::stored_hash_index(0, index)])?
             .into_iter()
             .next()
@@ -655,7 +753,7 @@ impl<S: Store> Ledger<S> {
                 limit: size,
             });
         }
-        let hashes = Hashes(&self.store);
+        let hashes = Hashes(&*self.store);
         let proof = merkle::inclusion_proof(index, size, &hashes)
             .map_err(corrupt("inclusion proof from stored hashes"))?;
         // Never serve a proof that does not verify: check it against the
@@ -677,7 +775,7 @@ impl<S: Store> Ledger<S> {
         if size == ckpt.size() {
             return Ok(*ckpt.root());
         }
-        merkle::tree_hash(size, &Hashes(&self.store)).map_err(corrupt("tree hash"))
+        merkle::tree_hash(size, &Hashes(&*self.store)).map_err(corrupt("tree hash"))
     }
 
     /// The stored leaf hash of entry `index` (covered by the checkpoint).
@@ -693,7 +791,7 @@ impl<S: Store> Ledger<S> {
                 limit,
             });
         }
-        Hashes(&self.store)
+        Hashes(&*self.store)
             .read_hashes(&[merkle::stored_hash_index(0, index)])?
             .first()
             .copied()
@@ -713,7 +811,7 @@ impl<S: Store> Ledger<S> {
                 limit: new,
             });
         }
-        let proof = merkle::consistency_proof(old, new, &Hashes(&self.store))
+        let proof = merkle::consistency_proof(old, new, &Hashes(&*self.store))
             .map_err(corrupt("consistency proof from stored hashes"))?;
         let (old_root, new_root) = (self.root_at(old)?, self.root_at(new)?);
         merkle::verify_consistency(old, new, &old_root, &new_root, &proof).map_err(|e| {
@@ -734,7 +832,7 @@ impl<S: Store> Ledger<S> {
     pub fn read_tile(&self, tile: &TilePath) -> Result<Option<Vec<u8>>, LedgerError> {
         let size = self.checkpoint().size();
         match tile.kind() {
-            TileKind::Hash { .. } => match tile::read_tile(tile, size, &Hashes(&self.store)) {
+            TileKind::Hash { .. } => match tile::read_tile(tile, size, &Hashes(&*self.store)) {
                 Ok(body) => Ok(Some(body)),
                 Err(TileError::NotAvailable { .. }) => Ok(None),
                 Err(e) => Err(LedgerError::Corrupt(format!("tile {tile}: {e}"))),
@@ -761,7 +859,7 @@ impl<S: Store> Ledger<S> {
     /// # Errors
     /// Storage or corruption errors.
     pub fn credential(&self, id: &CredentialId) -> Result<Option<Credential>, LedgerError> {
-        read_credential(&self.store, id)
+        read_credential(&*self.store, id)
     }
 
     /// The index of an already-logged entry with this leaf hash, if any
@@ -784,6 +882,27 @@ impl<S: Store> Ledger<S> {
     /// # Errors
     /// Storage or corruption errors.
     pub fn status_proof(&self, credential: &CredentialId) -> Result<StatusProof, LedgerError> {
+        // Entries and tree hashes never change once written, but the status
+        // map is updated in place. A batch being sealed may already have
+        // committed new map nodes while its checkpoint is not yet published:
+        // such a map proof does not verify under the published head's root.
+        // Detect that and retry once the checkpoint is published.
+        for _ in 0..5_000 {
+            if let Some(p) = self.try_status_proof(credential)? {
+                return Ok(p);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Err(LedgerError::Corrupt(format!(
+            "the status map does not match the published head record for {credential}"
+        )))
+    }
+
+    /// A status proof, or `None` when the map read raced a batch.
+    fn try_status_proof(
+        &self,
+        credential: &CredentialId,
+    ) -> Result<Option<StatusProof>, LedgerError> {
         let ckpt = self.checkpoint();
         let size = ckpt.size();
         let logged = |index: u64| -> Result<LoggedEntry, LedgerError> {
@@ -793,23 +912,37 @@ impl<S: Store> Ledger<S> {
                 inclusion: self.inclusion_proof(index, size)?,
             })
         };
-        let map_proof = smt::prove(&MapNodes(&self.store), &smt::map_key(&credential.0))
-            .map_err(corrupt("status map proof"))?;
+        let head = logged(size - 1)?;
+        let head_root = match Entry::decode(&head.entry) {
+            Ok(Entry::Head(h)) => h.map_root,
+            _ => {
+                return Err(LedgerError::Corrupt(format!(
+                    "entry {} ends the checkpoint but is not a head record",
+                    size - 1
+                )))
+            }
+        };
+        let key = smt::map_key(&credential.0);
+        let map_proof =
+            smt::prove(&MapNodes(&*self.store), &key).map_err(corrupt("status map proof"))?;
+        if smt::verify(&head_root, &key, &map_proof).is_err() {
+            return Ok(None);
+        }
         let event = match &map_proof.terminal {
-            smt::Terminal::Leaf { key, value } if *key == smt::map_key(&credential.0) => {
+            smt::Terminal::Leaf { key: k, value } if *k == key => {
                 let record =
                     rules::StatusRecord::decode(value).map_err(corrupt("status map leaf"))?;
                 Some(logged(record.last_index)?)
             }
             _ => None,
         };
-        Ok(StatusProof {
+        Ok(Some(StatusProof {
             credential: *credential,
             checkpoint: ckpt.note_text().to_string(),
-            head: logged(size - 1)?,
+            head,
             map_proof: map_proof.encode(),
             event,
-        })
+        }))
     }
 }
 
@@ -871,14 +1004,20 @@ fn seal<S: Store>(
     })
 }
 
-impl<S: Store + Clone> Ledger<S> {
+impl<S: Store> Ledger<S> {
     /// Reopens the ledger on the same store (running every check of
     /// [`Ledger::open`]), clearing a poisoned state once storage works.
+    /// Readers follow the reopened ledger.
     ///
     /// # Errors
     /// As [`Ledger::open`]; the ledger stays poisoned.
     pub fn recover(&mut self, now_ms: u64) -> Result<(), LedgerError> {
-        *self = Ledger::open(self.store.clone(), self.signer.clone(), now_ms)?;
+        *self = Ledger::open_shared(
+            self.reader.store.clone(),
+            self.reader.shared.clone(),
+            self.signer.clone(),
+            now_ms,
+        )?;
         Ok(())
     }
 }

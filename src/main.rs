@@ -21,7 +21,7 @@ use revledger::status::{verify_status, Policy, StatusProof, Verdict};
 use revledger::store::{SledStore, Store};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -744,7 +744,8 @@ fn serve(a: ServeArgs) -> Result<()> {
         "log verifier key file: {}",
         key_prefix.with_extension("vkey").display()
     );
-    let ledger = Arc::new(RwLock::new(ledger));
+    let reader = ledger.reader_handle();
+    let ledger = Arc::new(Mutex::new(ledger));
     let metrics = Arc::new(Metrics::default());
     let config = SequencerConfig {
         batch_interval: Duration::from_millis(a.batch_interval_ms),
@@ -752,9 +753,9 @@ fn serve(a: ServeArgs) -> Result<()> {
         queue_requests: a.queue.max(1),
         heartbeat: Duration::from_secs(a.heartbeat_secs.max(1)),
     };
-    let (sequencer, thread) = Sequencer::start(ledger.clone(), config, metrics.clone());
+    let (sequencer, thread) = Sequencer::start(ledger, config, metrics.clone());
     let app = server::router(AppState {
-        ledger,
+        ledger: reader,
         sequencer,
         metrics,
     });

@@ -14,7 +14,7 @@ use revledger::note::{KeyName, NoteSigner};
 use revledger::server::{metrics::Metrics, router, AppState, Sequencer, SequencerConfig};
 use revledger::status::{verify_status, Policy, StatusProof, Verdict};
 use revledger::store::{MemStore, Store};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower::ServiceExt;
 
@@ -29,6 +29,7 @@ fn issuer() -> NoteSigner {
 
 struct Node {
     state: AppState,
+    writer: revledger::server::SharedLedger,
 }
 
 fn node(config: SequencerConfig) -> Node {
@@ -43,15 +44,17 @@ fn node(config: SequencerConfig) -> Node {
             NOW,
         )
         .unwrap();
-    let ledger = Arc::new(RwLock::new(ledger));
+    let reader = ledger.reader_handle();
+    let writer = Arc::new(Mutex::new(ledger));
     let metrics = Arc::new(Metrics::default());
-    let (sequencer, _thread) = Sequencer::start(ledger.clone(), config, metrics.clone());
+    let (sequencer, _thread) = Sequencer::start(writer.clone(), config, metrics.clone());
     Node {
         state: AppState {
-            ledger,
+            ledger: reader,
             sequencer,
             metrics,
         },
+        writer,
     }
 }
 
@@ -460,9 +463,10 @@ async fn a_full_queue_sheds_load_with_retry_after() {
         queue_requests: 1,
         ..SequencerConfig::default()
     });
-    // Hold the ledger so the sequencer blocks on its first batch.
-    let ledger = n.state.ledger.clone();
-    let guard = ledger.write().unwrap();
+    // Hold the writer so the sequencer blocks on its first batch; reads
+    // must go on meanwhile.
+    let writer = n.writer.clone();
+    let guard = writer.lock().unwrap();
     let n = Arc::new(n);
     let first = {
         let n = n.clone();
@@ -474,6 +478,12 @@ async fn a_full_queue_sheds_load_with_retry_after() {
         tokio::spawn(async move { post_events(&n, &[issue(2, 2)]).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await; // waiting in the queue
+    assert_eq!(get(&n, "/checkpoint").await.status, StatusCode::OK);
+    let id = CredentialId([7; 32]).to_hex();
+    assert_eq!(
+        get(&n, &format!("/status/{id}")).await.status,
+        StatusCode::OK
+    );
     let third = post_events(&n, &[issue(3, 3)]).await;
     assert_error(&third, StatusCode::SERVICE_UNAVAILABLE, "overloaded");
     assert_eq!(third.header(header::RETRY_AFTER), "1");

@@ -11,7 +11,7 @@ mod sequencer;
 
 use crate::entry::CredentialId;
 use crate::hash::Hash;
-use crate::ledger::{Ledger, LedgerError, Refusal};
+use crate::ledger::{Ledger, LedgerError, LedgerReader, Refusal};
 use crate::store::Store;
 use crate::tile::TilePath;
 use axum::body::Bytes;
@@ -22,14 +22,17 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use sequencer::{now_ms as sequencer_now_ms, ItemResult, Sequencer, SequencerConfig};
 
-/// The ledger as the node shares it: one writer (the sequencer), many
-/// readers.
-pub type SharedLedger = Arc<RwLock<Ledger<Arc<dyn Store>>>>;
+/// The writer, owned by the sequencer thread (behind a mutex only so that
+/// tests can stall it).
+pub type SharedLedger = Arc<Mutex<Ledger<Arc<dyn Store>>>>;
+
+/// What handlers read through: never waits for a batch being committed.
+pub type Reader = LedgerReader<Arc<dyn Store>>;
 
 /// Largest `POST /events` body.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -39,7 +42,7 @@ pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub ledger: SharedLedger,
+    pub ledger: Reader,
     pub sequencer: Sequencer,
     pub metrics: Arc<metrics::Metrics>,
 }
@@ -129,8 +132,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn read_ledger(state: &AppState) -> std::sync::RwLockReadGuard<'_, Ledger<Arc<dyn Store>>> {
-    state.ledger.read().unwrap_or_else(|p| p.into_inner())
+fn read_ledger(state: &AppState) -> &Reader {
+    &state.ledger
 }
 
 /// The node's HTTP API.
@@ -373,7 +376,7 @@ async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Response, 
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    let poisoned = read_ledger(&state).poisoned().map(str::to_string);
+    let poisoned = read_ledger(&state).poisoned();
     match (poisoned, state.sequencer.is_running()) {
         (None, true) => (StatusCode::OK, "ok\n").into_response(),
         (Some(why), _) => (

@@ -174,7 +174,7 @@ fn run(
 }
 
 fn heartbeat(ledger: &SharedLedger, metrics: &Metrics) {
-    let mut l = ledger.write().unwrap_or_else(|p| p.into_inner());
+    let mut l = ledger.lock().unwrap_or_else(|p| p.into_inner());
     match l.append_heartbeat(now_ms()) {
         Ok(c) => {
             metrics.heartbeats.fetch_add(1, Ordering::Relaxed);
@@ -191,7 +191,7 @@ fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
         .flat_map(|j| j.entries.iter().cloned())
         .collect();
     let result = {
-        let mut l = ledger.write().unwrap_or_else(|p| p.into_inner());
+        let mut l = ledger.lock().unwrap_or_else(|p| p.into_inner());
         // After a storage failure, reopen (which runs the recovery checks)
         // before taking more work.
         if l.poisoned().is_some() {
@@ -224,7 +224,10 @@ fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
         .store(batch.checkpoint.size(), Ordering::Relaxed);
     let size = batch.checkpoint.size();
     let text = batch.checkpoint.note_text().to_string();
-    let l = ledger.read().unwrap_or_else(|p| p.into_inner());
+    let l = ledger
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .reader_handle();
     let mut outcomes = batch.outcomes.into_iter();
     for job in jobs {
         let mut items = Vec::with_capacity(job.entries.len());
