@@ -473,11 +473,14 @@ impl<S: Store> Ledger<S> {
         now_ms: u64,
     ) -> Result<BatchResult, LedgerError> {
         self.check_usable()?;
+        // Signature checks dominate admission and need no state but the
+        // registry: run them on every core first, then admit in order.
+        let auth = authorize_all(&self.registry, entries);
         let mut work = self.work();
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut appended = 0usize;
-        for raw in entries {
-            let outcome = admit(&mut work, raw)?;
+        for (raw, auth) in entries.iter().zip(auth) {
+            let outcome = admit(&mut work, raw, auth)?;
             appended += usize::from(matches!(outcome, Outcome::Accepted { .. }));
             outcomes.push(outcome);
         }
@@ -1068,8 +1071,40 @@ impl<S: ReadStore + ?Sized> crate::audit::LogSource for StoredLog<'_, S> {
     }
 }
 
-/// Admits one submitted event into the batch, or says why not.
-fn admit<S: Store>(work: &mut Work<'_, S>, raw: &[u8]) -> Result<Outcome, LedgerError> {
+/// [`authorize`] for every entry that decodes as an event (others are
+/// refused by [`admit`] before this result is used), in parallel.
+fn authorize_all(registry: &Registry, entries: &[Vec<u8>]) -> Vec<Result<(), Refusal>> {
+    let check = |raw: &Vec<u8>| match Entry::decode(raw) {
+        Ok(Entry::Event(e)) => authorize(registry, &e),
+        _ => Ok(()),
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || entries.len() < 64 {
+        return entries.iter().map(check).collect();
+    }
+    let chunk = entries.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = entries
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(check).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| {
+                // A panic in a checker thread is a bug; re-raise it here.
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+            .collect()
+    })
+}
+
+/// Admits one submitted event into the batch, or says why not. `auth` is
+/// the result of [`authorize`] for it.
+fn admit<S: Store>(
+    work: &mut Work<'_, S>,
+    raw: &[u8],
+    auth: Result<(), Refusal>,
+) -> Result<Outcome, LedgerError> {
     let refuse = |r| Ok(Outcome::Refused(r));
     if raw.len() > MAX_ENTRY_LEN {
         return refuse(Refusal::TooLarge { len: raw.len() });
@@ -1094,7 +1129,7 @@ fn admit<S: Store>(work: &mut Work<'_, S>, raw: &[u8]) -> Result<Outcome, Ledger
             leaf_hash: leaf,
         });
     }
-    if let Err(r) = authorize(&work.registry, &event) {
+    if let Err(r) = auth {
         return refuse(r);
     }
     let index = work.frontier.size();
