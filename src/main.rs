@@ -769,9 +769,13 @@ fn serve(a: ServeArgs) -> Result<()> {
         let addr = listener.local_addr()?;
         println!("listening on http://{addr}");
         std::io::stdout().flush()?;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        server::listen::serve(
+            listener,
+            app,
+            server::listen::Limits::default(),
+            shutdown_signal(),
+        )
+        .await?;
         anyhow::Ok(())
     })?;
     // The router and with it every Sequencer handle are gone: the sequencer

@@ -495,3 +495,48 @@ async fn a_full_queue_sheds_load_with_retry_after() {
         .text()
         .contains("revledger_requests_shed_total 1\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let n = node(SequencerConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = revledger::server::listen::Limits {
+        header_timeout: Duration::from_millis(300),
+        max_connections: 64,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(revledger::server::listen::serve(
+        listener,
+        router(n.state.clone()),
+        limits,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    // A slowloris: headers never finished.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /checkpoint HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // A normal client meanwhile.
+    let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
+    ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = String::new();
+    ok.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // The slow one is closed after the header deadline, without a 200.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "slow connection still open after 5 s");
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+}

@@ -6,6 +6,7 @@
 //! to `POST /events` is sent only after the batch holding its events is
 //! durable and covered by a signed checkpoint.
 
+pub mod listen;
 pub mod metrics;
 mod sequencer;
 
