@@ -164,6 +164,10 @@ struct ServeArgs {
     /// Append a head record alone after this many seconds without events.
     #[arg(long, default_value_t = 60)]
     heartbeat_secs: u64,
+    /// Events per second each submitter may send (0: no limit); bursts of
+    /// twice this are allowed.
+    #[arg(long, default_value_t = 20_000)]
+    submitter_rate: u32,
 }
 
 #[derive(clap::Args)]
@@ -754,10 +758,12 @@ fn serve(a: ServeArgs) -> Result<()> {
         heartbeat: Duration::from_secs(a.heartbeat_secs.max(1)),
     };
     let (sequencer, thread) = Sequencer::start(ledger, config, metrics.clone());
+    let rate = f64::from(a.submitter_rate);
     let app = server::router(AppState {
         ledger: reader,
         sequencer,
         metrics,
+        limiter: Arc::new(server::ratelimit::RateLimiter::new(rate, 2.0 * rate)),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -33,6 +33,10 @@ struct Node {
 }
 
 fn node(config: SequencerConfig) -> Node {
+    node_limited(config, 0.0)
+}
+
+fn node_limited(config: SequencerConfig, rate: f64) -> Node {
     let store: Arc<dyn Store> = Arc::new(MemStore::new());
     let mut ledger = Ledger::open(store, log_signer(), NOW).unwrap();
     ledger
@@ -53,6 +57,7 @@ fn node(config: SequencerConfig) -> Node {
             ledger: reader,
             sequencer,
             metrics,
+            limiter: Arc::new(revledger::server::ratelimit::RateLimiter::new(rate, rate)),
         },
         writer,
     }
@@ -539,4 +544,34 @@ async fn slow_clients_are_cut_off_and_others_are_served() {
         .expect("server stops")
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn each_submitter_is_rate_limited() {
+    let n = node_limited(SequencerConfig::default(), 2.0);
+    assert_eq!(
+        post_events(&n, &[issue(1, 1), issue(2, 2)]).await.status,
+        StatusCode::OK
+    );
+    let before = size(&n).await;
+    let r = post_events(&n, &[issue(3, 3)]).await;
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(r.header(header::RETRY_AFTER), "1");
+    assert_eq!(size(&n).await, before);
+    // Another submitter is not affected by the first one's limit.
+    let stranger = NoteSigner::from_seed(KeyName::new("stranger").unwrap(), [5; 32]);
+    let ev = Event {
+        action: Action::Resume,
+        credential: CredentialId([9; 32]),
+        holder: HolderTag([9; 32]),
+        issuer_key_id: stranger.id(),
+        issued_at_ms: NOW,
+    }
+    .sign(stranger.signing_key())
+    .encode();
+    assert_error(
+        &post_events(&n, &[ev]).await,
+        StatusCode::FORBIDDEN,
+        "unknown_issuer",
+    );
 }

@@ -8,6 +8,7 @@
 
 pub mod listen;
 pub mod metrics;
+pub mod ratelimit;
 mod sequencer;
 
 use crate::entry::CredentialId;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub ledger: Reader,
     pub sequencer: Sequencer,
     pub metrics: Arc<metrics::Metrics>,
+    /// Per-submitter rate limit on `POST /events`.
+    pub limiter: Arc<ratelimit::RateLimiter>,
 }
 
 /// Every error a handler returns: a status and the JSON body
@@ -355,6 +358,25 @@ async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Response, 
             .decode(e)
             .map_err(|_| ApiError::bad_request("malformed", format!("event {i} is not base64")))?;
         entries.push(bytes);
+    }
+    // Per-submitter rate limit, by the issuer key id each event names
+    // (undecodable events are refused by the ledger anyway).
+    let mut wants = std::collections::HashMap::new();
+    for e in &entries {
+        if let Ok(crate::entry::Entry::Event(ev)) = crate::entry::Entry::decode(e) {
+            *wants.entry(ev.event.issuer_key_id).or_insert(0usize) += 1;
+        }
+    }
+    if let Err(wait) = state.limiter.take(&wants, std::time::Instant::now()) {
+        state.metrics.refused("rate_limited");
+        return Err(ApiError {
+            retry_after: Some(wait.as_secs().max(1)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "this submitter's rate limit is exceeded; retry later",
+            )
+        });
     }
     let single = entries.len() == 1;
     let results = state.sequencer.submit(entries).await?;
