@@ -575,3 +575,86 @@ async fn each_submitter_is_rate_limited() {
         "unknown_issuer",
     );
 }
+
+/// A store whose commits fail while `broken` is set (nothing applied).
+struct Flaky {
+    inner: MemStore,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl revledger::store::ReadStore for Flaky {
+    fn get(
+        &self,
+        space: revledger::store::Space,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, revledger::store::StoreError> {
+        self.inner.get(space, key)
+    }
+}
+
+impl Store for Flaky {
+    fn commit(&self, batch: revledger::store::Batch) -> Result<(), revledger::store::StoreError> {
+        if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(revledger::store::StoreError::Injected("disk full"));
+        }
+        self.inner.commit(batch)
+    }
+}
+
+#[tokio::test]
+async fn storage_faults_make_the_node_unhealthy_until_they_clear() {
+    use std::sync::atomic::Ordering;
+    let flaky = Arc::new(Flaky {
+        inner: MemStore::new(),
+        broken: Default::default(),
+    });
+    let store: Arc<dyn Store> = flaky.clone();
+    let mut ledger = Ledger::open(store, log_signer(), NOW).unwrap();
+    ledger
+        .reconcile_submitters(
+            &[Submitter {
+                key: issuer().verifier(),
+                kinds: KindSet::ALL,
+            }],
+            NOW,
+        )
+        .unwrap();
+    let reader = ledger.reader_handle();
+    let writer = Arc::new(Mutex::new(ledger));
+    let metrics = Arc::new(Metrics::default());
+    let (sequencer, _t) =
+        Sequencer::start(writer.clone(), SequencerConfig::default(), metrics.clone());
+    let n = Node {
+        state: AppState {
+            ledger: reader,
+            sequencer,
+            metrics,
+            limiter: Arc::new(revledger::server::ratelimit::RateLimiter::new(0.0, 0.0)),
+        },
+        writer,
+    };
+    let before = size(&n).await;
+    flaky.broken.store(true, Ordering::SeqCst);
+    let r = post_events(&n, &[issue(1, 1)]).await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(!r.header(header::RETRY_AFTER).is_empty());
+    assert_eq!(
+        get(&n, "/healthz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Reads go on, from the last published checkpoint.
+    assert_eq!(size(&n).await, before);
+    // Still broken: refused cleanly again, nothing acknowledged.
+    assert_error(
+        &post_events(&n, &[issue(1, 1)]).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    );
+    // The fault clears: the next batch reopens the ledger and succeeds.
+    flaky.broken.store(false, Ordering::SeqCst);
+    let r = post_events(&n, &[issue(1, 1)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["results"][0]["index"], before);
+    assert_eq!(get(&n, "/healthz").await.status, StatusCode::OK);
+    assert_eq!(size(&n).await, before + 2);
+}
