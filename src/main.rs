@@ -164,6 +164,9 @@ struct ServeArgs {
     /// Append a head record alone after this many seconds without events.
     #[arg(long, default_value_t = 60)]
     heartbeat_secs: u64,
+    /// Logs as JSON lines (for log collectors) instead of text.
+    #[arg(long)]
+    log_json: bool,
     /// Events per second each submitter may send (0: no limit); bursts of
     /// twice this are allowed.
     #[arg(long, default_value_t = 20_000)]
@@ -676,13 +679,16 @@ fn parse_submitters(path: &Path) -> Result<Vec<Submitter>> {
 }
 
 fn serve(a: ServeArgs) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if a.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     std::fs::create_dir_all(&a.data).with_context(|| format!("creating {}", a.data.display()))?;
     let key_prefix = a.data.join("log");
     let log_key = key_prefix.with_extension("key");

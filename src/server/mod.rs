@@ -158,6 +158,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Request spans and response logs (RUST_LOG=tower_http=debug).
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
