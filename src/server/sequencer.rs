@@ -10,7 +10,7 @@
 
 use super::metrics::Metrics;
 use super::{AcceptedJson, ApiError, InclusionJson, SharedLedger};
-use crate::ledger::{Outcome, Refusal};
+use crate::ledger::{LedgerError, Outcome, Refusal};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -228,10 +228,23 @@ fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .reader_handle();
+    // Every proof of the batch at once: they share most of their hashes.
+    let indexes: Vec<u64> = batch
+        .outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Accepted { index, .. } | Outcome::Duplicate { index, .. } => Some(*index),
+            Outcome::Refused(_) => None,
+        })
+        .collect();
+    let (mut proofs, proof_failure) = match l.inclusion_proofs(&indexes, size) {
+        Ok(p) => (p.into_iter(), None),
+        Err(e) => (Vec::new().into_iter(), Some(e)),
+    };
     let mut outcomes = batch.outcomes.into_iter();
     for job in jobs {
         let mut items = Vec::with_capacity(job.entries.len());
-        let mut failure = None;
+        let mut failure = proof_failure.clone();
         for outcome in outcomes.by_ref().take(job.entries.len()) {
             let (index, leaf_hash, duplicate) = match outcome {
                 Outcome::Accepted { index, leaf_hash } => {
@@ -248,8 +261,8 @@ fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
                     continue;
                 }
             };
-            match l.inclusion_proof(index, size) {
-                Ok(hashes) => items.push(Ok(AcceptedJson {
+            match proofs.next() {
+                Some(hashes) => items.push(Ok(AcceptedJson {
                     index,
                     leaf_hash,
                     duplicate,
@@ -261,7 +274,11 @@ fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
                         hashes,
                     },
                 })),
-                Err(e) => failure = Some(e),
+                None => {
+                    failure.get_or_insert_with(|| {
+                        LedgerError::Corrupt("an inclusion proof is missing".into())
+                    });
+                }
             }
         }
         metrics
