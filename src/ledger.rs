@@ -1073,13 +1073,17 @@ fn seal<S: Store>(
 }
 
 impl<S: Store> Ledger<S> {
-    /// Reopens the ledger on the same store (running every check of
-    /// [`Ledger::open`]), clearing a poisoned state once storage works.
-    /// Readers follow the reopened ledger.
+    /// Reopens the store ([`Store::reopen`]: what is durable, not what a
+    /// failed commit left in memory) and the ledger on it (running every
+    /// check of [`Ledger::open`]), clearing a poisoned state once storage
+    /// works. Readers follow the reopened ledger.
     ///
     /// # Errors
     /// As [`Ledger::open`]; the ledger stays poisoned.
     pub fn recover(&mut self, now_ms: u64) -> Result<(), LedgerError> {
+        // The failed commit may have left the store's memory torn: reload
+        // what is durable before checking it.
+        self.reader.store.reopen()?;
         *self = Ledger::open_shared(
             self.reader.store.clone(),
             self.reader.shared.clone(),

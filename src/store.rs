@@ -108,6 +108,20 @@ pub trait Store: ReadStore + Send + Sync {
     /// # Errors
     /// [`StoreError`]; the batch may or may not have been applied.
     fn commit(&self, batch: Batch) -> Result<(), StoreError>;
+
+    /// Discards whatever the store holds in memory and reloads what is
+    /// durable, as a restart of the process would. The ledger calls it
+    /// after a failed commit, before it runs its start-up checks again: a
+    /// commit that failed half-way (disk full, say) may have left the
+    /// in-memory view torn, while what is on disk is still atomic.
+    /// Stores whose memory is the truth (the default) do nothing.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the durable state cannot be loaded (for example,
+    /// the disk is still failing); the caller tries again later.
+    fn reopen(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl<S: ReadStore + ?Sized> ReadStore for std::sync::Arc<S> {
@@ -119,6 +133,9 @@ impl<S: ReadStore + ?Sized> ReadStore for std::sync::Arc<S> {
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         (**self).commit(batch)
+    }
+    fn reopen(&self) -> Result<(), StoreError> {
+        (**self).reopen()
     }
 }
 
@@ -238,10 +255,18 @@ impl<S: Store + ?Sized> Overlay<'_, S> {
 /// sled 0.34 on disk: one tree, one `apply_batch` (atomic) per commit,
 /// then an explicit `flush` (fsync) before returning, because sled on its
 /// own only flushes in the background every 500 ms.
+///
+/// [`Store::reopen`] closes the database and opens it again from disk.
+/// This matters: when a commit fails half-way (for example with ENOSPC),
+/// sled 0.34 keeps the writes it had applied in memory, so the open
+/// database shows a torn batch, while on disk the batch is all-or-nothing
+/// (seen on a full tmpfs: the in-memory tree lacked hashes its tree size
+/// promised; a restart read a consistent log). Readers and the writer go
+/// through one lock, so no handle to the old database survives a reopen.
 #[cfg(feature = "node")]
-#[derive(Clone)]
 pub struct SledStore {
-    db: sled::Db,
+    dir: std::path::PathBuf,
+    db: std::sync::RwLock<Option<sled::Db>>,
 }
 
 #[cfg(feature = "node")]
@@ -252,12 +277,30 @@ impl SledStore {
     /// [`StoreError::Io`] when sled cannot open it (for example, another
     /// process holds its lock).
     pub fn open(dir: &std::path::Path) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
+        Ok(SledStore {
+            dir: dir.to_path_buf(),
+            db: std::sync::RwLock::new(Some(Self::open_db(dir)?)),
+        })
+    }
+
+    fn open_db(dir: &std::path::Path) -> Result<sled::Db, StoreError> {
+        sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
             .open()
-            .map_err(|e| StoreError::Io(format!("opening {}: {e}", dir.display())))?;
-        Ok(SledStore { db })
+            .map_err(|e| StoreError::Io(format!("opening {}: {e}", dir.display())))
+    }
+
+    /// Runs `f` on the open database.
+    fn with_db<T>(&self, f: impl FnOnce(&sled::Db) -> sled::Result<T>) -> Result<T, StoreError> {
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = guard.as_ref().ok_or_else(|| {
+            StoreError::Io(format!(
+                "the database in {} is closed after a failure and could not be reopened yet",
+                self.dir.display()
+            ))
+        })?;
+        f(db).map_err(|e| StoreError::Io(e.to_string()))
     }
 
     /// Bytes sled reports on disk.
@@ -265,19 +308,15 @@ impl SledStore {
     /// # Errors
     /// [`StoreError::Io`].
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.db
-            .size_on_disk()
-            .map_err(|e| StoreError::Io(e.to_string()))
+        self.with_db(|db| db.size_on_disk())
     }
 }
 
 #[cfg(feature = "node")]
 impl ReadStore for SledStore {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db
-            .get(full_key(space, key))
+        self.with_db(|db| db.get(full_key(space, key)))
             .map(|v| v.map(|iv| iv.to_vec()))
-            .map_err(|e| StoreError::Io(e.to_string()))
     }
 }
 
@@ -292,12 +331,21 @@ impl Store for SledStore {
                 None => b.remove(k),
             }
         }
-        // Step 1: atomic — sled applies a batch all-or-nothing, also across crashes.
-        self.db
-            .apply_batch(b)
-            .map_err(|e| StoreError::Io(e.to_string()))?;
-        // Step 2: durable — fsync before we report success.
-        self.db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
+        self.with_db(|db| {
+            // Step 1: atomic — sled applies a batch all-or-nothing, also
+            // across crashes (not in memory when it fails: see the type).
+            db.apply_batch(b)?;
+            // Step 2: durable — fsync before we report success.
+            db.flush().map(|_| ())
+        })
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // Close first: sled holds a lock on its directory. Dropping the
+        // handle stops sled's flusher thread.
+        drop(guard.take());
+        *guard = Some(Self::open_db(&self.dir)?);
         Ok(())
     }
 }

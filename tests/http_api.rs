@@ -287,11 +287,40 @@ async fn refusals_have_their_status_and_change_nothing() {
         "too_large",
     );
     let huge = format!(r#"{{"events":["{}"]}}"#, "A".repeat(3 << 20));
-    assert_eq!(
-        post_raw(&n, huge).await.status,
-        StatusCode::PAYLOAD_TOO_LARGE
+    assert_error(
+        &post_raw(&n, huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+    );
+    // A declared length over the limit is refused before the body is read:
+    // this body never ends, and the answer still comes.
+    let endless = Body::from_stream(futures_never());
+    let declared = Request::post("/events")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, (100u64 << 20).to_string())
+        .body(endless)
+        .unwrap();
+    assert_error(
+        &call(&n, declared).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
     );
     assert_eq!(size(&n).await, before);
+}
+
+/// A request body stream that never yields.
+fn futures_never() -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send {
+    struct Never;
+    impl futures_core::Stream for Never {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Pending
+        }
+    }
+    Never
 }
 
 #[tokio::test]

@@ -1084,3 +1084,280 @@ fn graceful_shutdown_and_restart() {
     assert_eq!(submit_ok(&node, "resume", &b, &[]), size);
     assert_eq!(cli_status(&node, &b, &[]).code, 0);
 }
+
+// ---------------------------------------------------------------- hostile clients
+
+/// The node's resident set size in KiB (Linux `/proc`).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}
+
+/// Sends `request` raw on a new connection and returns the status code of
+/// the answer (0 when the node closed without answering).
+fn raw_status(port: u16, request: &[u8]) -> u16 {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The node may answer (and close) before it has read everything.
+    let _ = s.write_all(request);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let head = String::from_utf8_lossy(&answer);
+    head.strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn hostile_clients_get_4xx_and_memory_stays_bounded() {
+    use rand::{Rng, SeedableRng};
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("data"));
+    let c = cred("hostile");
+    submit_ok(
+        &node,
+        "issue",
+        &c,
+        &["--holder", &holder("hostile").to_hex()],
+    );
+    let (before_text, _, _) = node.checkpoint();
+    let pid = node.child.id();
+    let rss_before = rss_kib(pid);
+
+    // Malformed HTTP: each gets its 4xx (or a closed connection), never 5xx.
+    let long_path = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+    let big_header = format!(
+        "GET /checkpoint HTTP/1.1\r\nHost: x\r\nX-Junk: {}\r\n\r\n",
+        "b".repeat(500_000)
+    );
+    let cases: Vec<(&str, Vec<u8>, &[u16])> = vec![
+        ("garbage request line", b"\x16\x03\x01\x02\x00hello\r\n\r\n".to_vec(), &[400, 0]),
+        ("no version", b"GET /checkpoint\r\n\r\n".to_vec(), &[400, 0]),
+        ("bad method token", b"G(T /checkpoint HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &[400, 0]),
+        ("70 KB path", long_path.into_bytes(), &[404, 414, 431, 400, 0]),
+        ("500 KB header", big_header.into_bytes(), &[431, 400, 0]),
+        (
+            "body far over the limit",
+            b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n{".to_vec(),
+            &[413],
+        ),
+        (
+            "chunked body over the limit",
+            format!(
+                "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+                "100000\r\n".to_string() + &"x".repeat(0x100000) + "\r\n100000\r\n" + &"x".repeat(0x100000) + "\r\n100000\r\n" + &"x".repeat(0x100000) + "\r\n0\r\n\r\n"
+            )
+            .into_bytes(),
+            &[413, 0],
+        ),
+        (
+            "conflicting lengths",
+            b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n{}{}{}{".to_vec(),
+            &[400, 0],
+        ),
+        ("bad percent-encoding", b"GET /status/%zz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &[400, 404]),
+        ("NUL in query", b"GET /proof/inclusion?index=1%00&size=2 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &[400]),
+    ];
+    for (what, request, allowed) in &cases {
+        let status = raw_status(node.port, request);
+        assert!(
+            allowed.contains(&status),
+            "{what}: status {status}, expected one of {allowed:?}"
+        );
+    }
+
+    // Random paths and queries on every route: never a 5xx, never a panic.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let alphabet = b"0123456789abcdefABCDEF./-_%?&=+~xp:@!$'()*,;";
+    let prefixes = [
+        "/tile/",
+        "/tile/0/",
+        "/tile/entries/",
+        "/tile/1/000.p/",
+        "/proof/inclusion?",
+        "/proof/consistency?",
+        "/status/",
+        "/checkpoint",
+        "/events",
+        "/",
+    ];
+    let agent = agent();
+    for i in 0..1500 {
+        let len = rng.gen_range(0..40);
+        let tail: String = (0..len)
+            .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
+            .collect();
+        let url = format!("{}{}{tail}", node.url, prefixes[i % prefixes.len()]);
+        let status = match agent.get(&url).call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            // ureq refuses to send some of these URLs at all.
+            Err(ureq::Error::Transport(_)) => continue,
+        };
+        assert!(status < 500, "GET {url}: {status}");
+    }
+
+    // A flood of connections that never finish their headers: the node keeps
+    // serving others, and its memory stays bounded.
+    let mut flood = Vec::new();
+    for _ in 0..2000 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+        let _ = s.write_all(b"GET /checkpoint HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+        flood.push(s);
+    }
+    let during = get(&format!("{}/checkpoint", node.url));
+    assert_eq!(during.status, 200);
+    assert_eq!(during.text(), before_text);
+    let rss_flood = rss_kib(pid);
+    drop(flood);
+
+    // Nothing changed, and the node still works.
+    assert_eq!(node.checkpoint().0, before_text);
+    let c2 = cred("after-hostile");
+    submit_ok(
+        &node,
+        "issue",
+        &c2,
+        &["--holder", &holder("after-hostile").to_hex()],
+    );
+    assert_eq!(cli_status(&node, &c2, &[]).code, 0);
+    let rss_after = rss_kib(pid);
+    println!("node RSS: {rss_before} KiB before, {rss_flood} KiB with 2000 stalled connections, {rss_after} KiB after");
+    // Memory is bounded by the limits (2 MiB bodies, 4096 connections with
+    // small buffers), not by what clients send: well under 64 MiB here.
+    assert!(
+        rss_flood.max(rss_after) < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_flood} / {rss_after} KiB"
+    );
+}
+
+// ---------------------------------------------------------------- disk full
+
+/// A small tmpfs mounted for one test, unmounted on drop. `None` where this
+/// machine does not let the test mount (not root, no CAP_SYS_ADMIN).
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &Path, mib: u32) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then(|| SmallDisk {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn resize(&self, mib: u32) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={mib}m")])
+            .arg(&self.dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount {}", self.dir.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// The disk fills up under load: the node acknowledges nothing it could not
+/// make durable, reports itself unhealthy, keeps serving reads, and once
+/// there is space again takes submissions without a restart; after a
+/// restart the log is the same, and consistent with everything served.
+#[test]
+fn disk_full_stops_acknowledgements_and_the_node_resumes_when_space_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("disk"), 6) else {
+        println!("skipped: this machine does not allow mounting a tmpfs (needs root)");
+        return;
+    };
+    let data = disk.dir.join("data");
+    let node = Node::start(&data);
+    let signer = node.submitter();
+    // Fill the disk: batches of 20 fresh issues until the node refuses.
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    let mut served = Vec::new();
+    let mut refused_at = None;
+    for round in 0..2000u32 {
+        let events: Vec<Vec<u8>> = (0..20)
+            .map(|i| {
+                let label = format!("full-{round}-{i}");
+                signed(&signer, issue_action(None), cred(&label), holder(&label))
+            })
+            .collect();
+        let r = post_events(&node, &events);
+        if r.status == 200 {
+            for item in r.json()["results"].as_array().expect("results") {
+                let index = item["index"].as_u64().expect("accepted index");
+                acked.push((index, item["leaf_hash"].as_str().unwrap().to_string()));
+            }
+            served.push(node.checkpoint());
+            continue;
+        }
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert!(r.header("retry-after").is_some());
+        refused_at = Some(events);
+        break;
+    }
+    let refused = refused_at.expect("a 6 MiB disk filled up");
+    assert!(!acked.is_empty());
+    assert_eq!(get(&format!("{}/healthz", node.url)).status, 503);
+    // Reads go on from the last checkpoint.
+    let (text, size, root) = node.checkpoint();
+    assert_eq!(served.last().map(|c| &c.0), Some(&text));
+
+    // Space returns: the next submission is taken, without a restart.
+    disk.resize(64);
+    let r = post_events(&node, &refused);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(get(&format!("{}/healthz", node.url)).status, 200);
+    let after = node.checkpoint();
+    assert!(after.1 > size);
+    let p = get(&format!(
+        "{}/proof/consistency?old={size}&new={}",
+        node.url, after.1
+    ));
+    let hashes: Vec<Hash> = serde_json::from_value(p.json()["hashes"].clone()).unwrap();
+    verify_consistency(size, after.1, &root, &after.2, &hashes).unwrap();
+    drop(node);
+
+    // A restart reads the same log; every acknowledged event is where it was
+    // acknowledged, and every served checkpoint is consistent with it.
+    let node = Node::start(&data);
+    let (_, final_size, final_root) = node.checkpoint();
+    assert_eq!((final_size, final_root), (after.1, after.2));
+    for (index, leaf) in &acked {
+        let r = get(&format!(
+            "{}/proof/inclusion?index={index}&size={final_size}",
+            node.url
+        ));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["leaf_hash"].as_str(), Some(leaf.as_str()));
+    }
+    for (_, old, old_root) in &served {
+        let p = get(&format!(
+            "{}/proof/consistency?old={old}&new={final_size}",
+            node.url
+        ));
+        let hashes: Vec<Hash> = serde_json::from_value(p.json()["hashes"].clone()).unwrap();
+        verify_consistency(*old, final_size, old_root, &final_root, &hashes).unwrap();
+    }
+}

@@ -156,6 +156,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .fallback(|| async { ApiError::not_found("no such resource") })
+        // A declared Content-Length over the limit is refused at once, before
+        // the body is read (DefaultBodyLimit alone would wait for it).
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
         .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Request spans and response logs (RUST_LOG=tower_http=debug).
