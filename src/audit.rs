@@ -26,8 +26,8 @@ use crate::checkpoint::{verify_checkpoint, VerifiedCheckpoint};
 use crate::entry::{Entry, RegistryOp};
 use crate::hash::{leaf_hash, Hash};
 use crate::ledger::{
-    authorize, decode_registry, encode_registry, read_credential, read_holder, u64_value, Hashes,
-    LedgerError, MapNodes, Registry, Submitter,
+    authorize, authorize_all, decode_registry, encode_registry, read_credential, read_holder,
+    u64_value, Hashes, LedgerError, MapPages, Refusal, Registry, Submitter,
 };
 use crate::merkle::Frontier;
 use crate::note::{KeyName, NoteVerifier};
@@ -42,7 +42,7 @@ const META_TRUSTED: &[u8] = b"audit-trusted-checkpoint";
 const META_REGISTRY: &[u8] = b"audit-registry";
 const META_HEAD_MS: &[u8] = b"audit-head-ms";
 /// Replayed entries kept in memory before an intermediate commit.
-const FLUSH_EVERY: u64 = 50_000;
+const FLUSH_EVERY: u64 = 20_000;
 
 /// Where the auditor reads the log from: a tlog-tiles server.
 pub trait LogSource {
@@ -244,6 +244,7 @@ impl<S: Store> Auditor<S> {
         let bundle = u64::from(FULL_WIDTH);
         let mut index = previous_size;
         let mut last_was_head = previous_size > 0;
+        let mut since_flush = 0u64;
         while index < ckpt.size() {
             let n = index / bundle;
             let width = (ckpt.size() - n * bundle).min(bundle) as u16;
@@ -265,15 +266,28 @@ impl<S: Store> Auditor<S> {
                 Err(what) => return Err(self.misbehaviour(what, Some(text))),
             };
             let skip = (index - n * bundle) as usize;
-            for entry in &entries[skip..] {
-                match replay.entry(index, entry, &mut report) {
+            let rest = &entries[skip..];
+            // Signature checks dominate the replay and need only the
+            // registry: where no registry change in this bundle can alter
+            // it, run them on every core first, then replay in order.
+            let registry_fixed = rest
+                .iter()
+                .all(|e| !matches!(Entry::decode(e), Ok(Entry::Registry(_))));
+            let checked = registry_fixed.then(|| authorize_all(&replay.registry, rest));
+            for (i, entry) in rest.iter().enumerate() {
+                let auth = checked.as_ref().and_then(|c| c.get(i).cloned());
+                match replay.entry(index, entry, auth, &mut report) {
                     Ok(is_head) => last_was_head = is_head,
                     Err(ReplayError::Lie(what)) => return Err(self.misbehaviour(what, Some(text))),
                     Err(ReplayError::State(e)) => return Err(e),
                 }
                 index += 1;
-                if index % FLUSH_EVERY == 0 {
+                since_flush += 1;
+                // Commit whole node batches only (at a head record), so
+                // that memory stays bounded on long replays.
+                if last_was_head && since_flush >= FLUSH_EVERY {
                     replay.flush()?;
+                    since_flush = 0;
                 }
             }
             progress(index - previous_size, ckpt.size() - previous_size);
@@ -386,10 +400,13 @@ impl<'a, S: Store> Replay<'a, S> {
     }
 
     /// Replays entry `index`; returns whether it is a head record.
+    /// `auth`, when given, is the result of [`authorize`] for this entry
+    /// against the current registry, computed ahead.
     fn entry(
         &mut self,
         index: u64,
         bytes: &[u8],
+        auth: Option<Result<(), Refusal>>,
         report: &mut AuditReport,
     ) -> Result<bool, ReplayError> {
         let leaf = leaf_hash(bytes);
@@ -409,7 +426,8 @@ impl<'a, S: Store> Replay<'a, S> {
         match entry {
             Entry::Event(ev) => {
                 report.events += 1;
-                authorize(&self.registry, &ev).map_err(|r| Misbehaviour::Unauthorized {
+                let auth = auth.unwrap_or_else(|| authorize(&self.registry, &ev));
+                auth.map_err(|r| Misbehaviour::Unauthorized {
                     index,
                     reason: r.to_string(),
                 })?;
@@ -483,15 +501,11 @@ impl<'a, S: Store> Replay<'a, S> {
                 self.head_ms = head.time_ms;
                 let updates: Vec<(Hash, Vec<u8>)> =
                     std::mem::take(&mut self.pending_map).into_iter().collect();
-                let map = smt::update(&MapNodes(&self.overlay), &updates).map_err(|e| {
+                let pages = MapPages::new(&self.overlay);
+                let map = smt::update(&pages, &updates).map_err(|e| {
                     ReplayError::State(AuditError::State(format!("status map: {e}")))
                 })?;
-                for (id, node) in map.writes {
-                    match node {
-                        Some(n) => batch.put(Space::MapNode, id.to_bytes(), n.encode()),
-                        None => batch.delete(Space::MapNode, id.to_bytes()),
-                    }
-                }
+                pages.write(&map.writes, &mut batch)?;
                 if map.root != head.map_root {
                     return Err(Misbehaviour::MapRootMismatch {
                         index,

@@ -22,7 +22,7 @@ use crate::hash::{leaf_hash, Hash};
 use crate::merkle::{self, Frontier, HashReader};
 use crate::note::{NoteSigner, NoteVerifier};
 use crate::rules::{self, ApplyError, Credential, RuleError, StateView};
-use crate::smt::{self, Node, NodeId, NodeReader};
+use crate::smt;
 use crate::status::{LoggedEntry, StatusProof};
 use crate::store::{Batch, ReadStore, Space, Store, StoreError};
 use crate::tile::{self, TileError, TileKind, TilePath};
@@ -217,20 +217,7 @@ impl<S: ReadStore + ?Sized> HashReader for MemoHashes<'_, S> {
     }
 }
 
-/// Reads status map nodes.
-pub(crate) struct MapNodes<'a, S: ReadStore + ?Sized>(pub(crate) &'a S);
-
-impl<S: ReadStore + ?Sized> NodeReader for MapNodes<'_, S> {
-    type Error = StoreError;
-    fn get_node(&self, id: &NodeId) -> Result<Option<Node>, StoreError> {
-        match self.0.get(Space::MapNode, &id.to_bytes())? {
-            None => Ok(None),
-            Some(v) => Node::decode(&v)
-                .map(Some)
-                .map_err(|e| StoreError::Io(format!("map node {id:?}: {e}"))),
-        }
-    }
-}
+pub(crate) use crate::mappage::MapPages;
 
 /// The state of one batch being built: nothing here is visible to readers
 /// or durable until [`Ledger::seal`] commits it.
@@ -423,7 +410,7 @@ impl<S: Store> Ledger<S> {
             Err(e) => return Err(LedgerError::Corrupt(format!("last entry: {e}"))),
         };
         let map_root =
-            smt::root(&MapNodes(&*ledger.reader.store)).map_err(corrupt("status map"))?;
+            smt::root(&MapPages::new(&*ledger.reader.store)).map_err(corrupt("status map"))?;
         if map_root != head.map_root {
             return Err(LedgerError::Corrupt(format!(
                 "status map root {} differs from the last head record's {}",
@@ -992,7 +979,7 @@ impl<S: Store> LedgerReader<S> {
         };
         let key = smt::map_key(&credential.0);
         let map_proof =
-            smt::prove(&MapNodes(&*self.store), &key).map_err(corrupt("status map proof"))?;
+            smt::prove(&MapPages::new(&*self.store), &key).map_err(corrupt("status map proof"))?;
         if smt::verify(&head_root, &key, &map_proof).is_err() {
             return Ok(None);
         }
@@ -1041,14 +1028,10 @@ fn seal<S: Store>(
             None => work.batch.delete(Space::Holder, holder.0),
         }
     }
-    let map = smt::update(&MapNodes(work.store), &updates)
+    let pages = MapPages::new(work.store);
+    let map = smt::update(&pages, &updates)
         .map_err(|e| LedgerError::Store(StoreError::Io(format!("status map: {e}"))))?;
-    for (id, node) in map.writes {
-        match node {
-            Some(n) => work.batch.put(Space::MapNode, id.to_bytes(), n.encode()),
-            None => work.batch.delete(Space::MapNode, id.to_bytes()),
-        }
-    }
+    pages.write(&map.writes, &mut work.batch)?;
     // 2. The head record ends the batch; its time never goes backwards.
     let head = HeadRecord {
         time_ms: now_ms.max(last_head_ms),
@@ -1142,8 +1125,11 @@ impl<S: ReadStore + ?Sized> crate::audit::LogSource for StoredLog<'_, S> {
 
 /// [`authorize`] for every entry that decodes as an event (others are
 /// refused by [`admit`] before this result is used), in parallel.
-fn authorize_all(registry: &Registry, entries: &[Vec<u8>]) -> Vec<Result<(), Refusal>> {
-    let check = |raw: &Vec<u8>| match Entry::decode(raw) {
+pub(crate) fn authorize_all<E: AsRef<[u8]> + Sync>(
+    registry: &Registry,
+    entries: &[E],
+) -> Vec<Result<(), Refusal>> {
+    let check = |raw: &E| match Entry::decode(raw.as_ref()) {
         Ok(Entry::Event(e)) => authorize(registry, &e),
         _ => Ok(()),
     };

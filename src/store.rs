@@ -27,8 +27,8 @@ pub enum Space {
     Holder = b'o',
     /// Log index by leaf hash, so a resubmitted entry is logged once.
     Dedup = b'd',
-    /// Status map nodes by node id (`smt::NodeId::to_bytes`).
-    MapNode = b'n',
+    /// Status map nodes, in pages of four levels (`mappage`).
+    MapPage = b'p',
     /// Every signed checkpoint by tree size (u64 big-endian).
     Checkpoint = b'k',
 }
@@ -263,10 +263,13 @@ impl<S: Store + ?Sized> Overlay<'_, S> {
 /// (seen on a full tmpfs: the in-memory tree lacked hashes its tree size
 /// promised; a restart read a consistent log). Readers and the writer go
 /// through one lock, so no handle to the old database survives a reopen.
+///
+/// Clones share one database (and a reopen).
 #[cfg(feature = "node")]
+#[derive(Clone)]
 pub struct SledStore {
-    dir: std::path::PathBuf,
-    db: std::sync::RwLock<Option<sled::Db>>,
+    dir: std::sync::Arc<std::path::PathBuf>,
+    db: std::sync::Arc<std::sync::RwLock<Option<sled::Db>>>,
 }
 
 #[cfg(feature = "node")]
@@ -278,8 +281,8 @@ impl SledStore {
     /// process holds its lock).
     pub fn open(dir: &std::path::Path) -> Result<SledStore, StoreError> {
         Ok(SledStore {
-            dir: dir.to_path_buf(),
-            db: std::sync::RwLock::new(Some(Self::open_db(dir)?)),
+            dir: std::sync::Arc::new(dir.to_path_buf()),
+            db: std::sync::Arc::new(std::sync::RwLock::new(Some(Self::open_db(dir)?))),
         })
     }
 

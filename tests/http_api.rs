@@ -539,6 +539,7 @@ async fn slow_clients_are_cut_off_and_others_are_served() {
     let limits = revledger::server::listen::Limits {
         header_timeout: Duration::from_millis(300),
         max_connections: 64,
+        ..Default::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(revledger::server::listen::serve(

@@ -22,6 +22,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Connections beyond this wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// The most bytes of request line and headers read per request.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Limits {
@@ -29,6 +31,7 @@ impl Default for Limits {
         Limits {
             header_timeout: Duration::from_secs(10),
             max_connections: 4096,
+            max_header_bytes: 64 * 1024,
         }
     }
 }
@@ -49,7 +52,10 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        // Request line and headers together: beyond this, 431. Bounds the
+        // memory of a connection (hyper's default is about 400 KiB).
+        .max_buf_size(limits.max_header_bytes);
     let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();

@@ -38,6 +38,9 @@ pub type Reader = LedgerReader<Arc<dyn Store>>;
 
 /// Largest `POST /events` body.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Requests declaring a body longer than this are refused (413) without
+/// reading it.
+pub const MAX_DECLARED_BODY_BYTES: usize = 16 * MAX_BODY_BYTES;
 /// Most events in one `POST /events`.
 pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
 
@@ -156,10 +159,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .fallback(|| async { ApiError::not_found("no such resource") })
-        // A declared Content-Length over the limit is refused at once, before
-        // the body is read (DefaultBodyLimit alone would wait for it).
+        // A declared Content-Length far over the limit is refused at once,
+        // before the body is read: DefaultBodyLimit alone would wait for it.
+        // Up to that, the body is read and refused at MAX_BODY_BYTES, so a
+        // client that writes its whole body before reading (most do) still
+        // gets its 413 rather than a reset connection.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_BODY_BYTES,
+            MAX_DECLARED_BODY_BYTES,
         ))
         .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
