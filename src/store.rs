@@ -252,6 +252,10 @@ impl<S: Store + ?Sized> Overlay<'_, S> {
     }
 }
 
+/// The page cache sled may use, in bytes.
+#[cfg(feature = "node")]
+pub const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// sled 0.34 on disk: one tree, one `apply_batch` (atomic) per commit,
 /// then an explicit `flush` (fsync) before returning, because sled on its
 /// own only flushes in the background every 500 ms.
@@ -290,6 +294,10 @@ impl SledStore {
         sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            // sled's default page cache is 1 GiB; the hot set here (the
+            // map's upper pages, the tree's right edge, recent entries) is
+            // small, and the kernel's page cache holds the rest.
+            .cache_capacity(SLED_CACHE_BYTES)
             .open()
             .map_err(|e| StoreError::Io(format!("opening {}: {e}", dir.display())))
     }
