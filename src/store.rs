@@ -356,8 +356,22 @@ impl Store for SledStore {
         // Close first: sled holds a lock on its directory. Dropping the
         // handle stops sled's flusher thread.
         drop(guard.take());
-        *guard = Some(Self::open_db(&self.dir)?);
-        Ok(())
+        // sled releases its directory lock a little after the last handle
+        // is dropped (1–2 s seen on a 6 GB database): retry for a while.
+        let mut tries = 0;
+        loop {
+            match Self::open_db(&self.dir) {
+                Ok(db) => {
+                    *guard = Some(db);
+                    return Ok(());
+                }
+                Err(e) if tries >= 50 => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+        }
     }
 }
 
