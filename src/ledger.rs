@@ -960,15 +960,8 @@ impl<S: Store> LedgerReader<S> {
     ) -> Result<Option<StatusProof>, LedgerError> {
         let ckpt = self.checkpoint();
         let size = ckpt.size();
-        let logged = |index: u64| -> Result<LoggedEntry, LedgerError> {
-            Ok(LoggedEntry {
-                index,
-                entry: self.read_entry(index)?,
-                inclusion: self.inclusion_proof(index, size)?,
-            })
-        };
-        let head = logged(size - 1)?;
-        let head_root = match Entry::decode(&head.entry) {
+        let head_entry = self.read_entry(size - 1)?;
+        let head_root = match Entry::decode(&head_entry) {
             Ok(Entry::Head(h)) => h.map_root,
             _ => {
                 return Err(LedgerError::Corrupt(format!(
@@ -983,13 +976,34 @@ impl<S: Store> LedgerReader<S> {
         if smt::verify(&head_root, &key, &map_proof).is_err() {
             return Ok(None);
         }
-        let event = match &map_proof.terminal {
-            smt::Terminal::Leaf { key: k, value } if *k == key => {
-                let record =
-                    rules::StatusRecord::decode(value).map_err(corrupt("status map leaf"))?;
-                Some(logged(record.last_index)?)
-            }
+        let last_index = match &map_proof.terminal {
+            smt::Terminal::Leaf { key: k, value } if *k == key => Some(
+                rules::StatusRecord::decode(value)
+                    .map_err(corrupt("status map leaf"))?
+                    .last_index,
+            ),
             _ => None,
+        };
+        // Both inclusion proofs at once: they share their upper hashes.
+        let indexes: Vec<u64> = std::iter::once(size - 1).chain(last_index).collect();
+        let mut proofs = self.inclusion_proofs(&indexes, size)?.into_iter();
+        let mut next_proof = || {
+            proofs
+                .next()
+                .ok_or_else(|| LedgerError::Corrupt("an inclusion proof is missing".into()))
+        };
+        let head = LoggedEntry {
+            index: size - 1,
+            entry: head_entry,
+            inclusion: next_proof()?,
+        };
+        let event = match last_index {
+            Some(index) => Some(LoggedEntry {
+                index,
+                entry: self.read_entry(index)?,
+                inclusion: next_proof()?,
+            }),
+            None => None,
         };
         Ok(Some(StatusProof {
             credential: *credential,
