@@ -1083,6 +1083,26 @@ fn graceful_shutdown_and_restart() {
     // And it still takes submissions.
     assert_eq!(submit_ok(&node, "resume", &b, &[]), size);
     assert_eq!(cli_status(&node, &b, &[]).code, 0);
+
+    // Neither run printed or logged a private key.
+    let stdout = node.stdout_lines().join("\n");
+    let stderr = std::fs::read_to_string(data.with_extension("stderr.log")).unwrap();
+    assert!(
+        stderr.contains("stopped cleanly"),
+        "the log is captured: {stderr}"
+    );
+    for key in [&log_key, &sub_key] {
+        let text = String::from_utf8(key.clone()).unwrap();
+        let secret = text.trim().rsplit('+').next().unwrap();
+        assert!(secret.len() >= 40, "{text}");
+        for out in [&stdout, &stderr] {
+            assert!(!out.contains(secret), "a private key was written out");
+            assert!(
+                !out.contains("PRIVATE+KEY"),
+                "a private key was written out"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------- hostile clients
