@@ -669,10 +669,6 @@ impl<S: Store> Ledger<S> {
 struct Shared {
     checkpoint: std::sync::RwLock<Option<VerifiedCheckpoint>>,
     poisoned: std::sync::RwLock<Option<String>>,
-    /// The head record ending the tree of this size, with its (verified)
-    /// inclusion proof and map root: the same in every status proof
-    /// against that checkpoint, so it is built once per checkpoint.
-    head: std::sync::Mutex<Option<(u64, LoggedEntry, Hash)>>,
 }
 
 /// The read side of the ledger: cheap to clone, usable from any thread
@@ -957,17 +953,15 @@ impl<S: Store> LedgerReader<S> {
         )))
     }
 
-    /// The head record at `size − 1` with its inclusion proof in the tree
-    /// of `size`, and its map root; cached for the latest size asked.
-    fn head_at(&self, size: u64) -> Result<(LoggedEntry, Hash), LedgerError> {
-        let mut cached = self.shared.head.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((s, head, root)) = &*cached {
-            if *s == size {
-                return Ok((head.clone(), *root));
-            }
-        }
-        let entry = self.read_entry(size - 1)?;
-        let root = match Entry::decode(&entry) {
+    /// A status proof, or `None` when the map read raced a batch.
+    fn try_status_proof(
+        &self,
+        credential: &CredentialId,
+    ) -> Result<Option<StatusProof>, LedgerError> {
+        let ckpt = self.checkpoint();
+        let size = ckpt.size();
+        let head_entry = self.read_entry(size - 1)?;
+        let head_root = match Entry::decode(&head_entry) {
             Ok(Entry::Head(h)) => h.map_root,
             _ => {
                 return Err(LedgerError::Corrupt(format!(
@@ -976,23 +970,6 @@ impl<S: Store> LedgerReader<S> {
                 )))
             }
         };
-        let head = LoggedEntry {
-            index: size - 1,
-            entry,
-            inclusion: self.inclusion_proof(size - 1, size)?,
-        };
-        *cached = Some((size, head.clone(), root));
-        Ok((head, root))
-    }
-
-    /// A status proof, or `None` when the map read raced a batch.
-    fn try_status_proof(
-        &self,
-        credential: &CredentialId,
-    ) -> Result<Option<StatusProof>, LedgerError> {
-        let ckpt = self.checkpoint();
-        let size = ckpt.size();
-        let (head, head_root) = self.head_at(size)?;
         let key = smt::map_key(&credential.0);
         let map_proof =
             smt::prove(&MapPages::new(&*self.store), &key).map_err(corrupt("status map proof"))?;
@@ -1007,11 +984,24 @@ impl<S: Store> LedgerReader<S> {
             ),
             _ => None,
         };
+        // Both inclusion proofs at once: they share their upper hashes.
+        let indexes: Vec<u64> = std::iter::once(size - 1).chain(last_index).collect();
+        let mut proofs = self.inclusion_proofs(&indexes, size)?.into_iter();
+        let mut next_proof = || {
+            proofs
+                .next()
+                .ok_or_else(|| LedgerError::Corrupt("an inclusion proof is missing".into()))
+        };
+        let head = LoggedEntry {
+            index: size - 1,
+            entry: head_entry,
+            inclusion: next_proof()?,
+        };
         let event = match last_index {
             Some(index) => Some(LoggedEntry {
                 index,
                 entry: self.read_entry(index)?,
-                inclusion: self.inclusion_proof(index, size)?,
+                inclusion: next_proof()?,
             }),
             None => None,
         };

@@ -37,47 +37,33 @@ const SLOTS: usize = (1 << PAGE_LEVELS) - 1;
 /// A page: which nodes of its four levels are stored.
 type Page = [Option<Node>; SLOTS];
 
-/// Which page holds a node, by stratum and the prefix above it.
+/// Which page holds a node: named by the node at its top, whose depth is a
+/// multiple of [`PAGE_LEVELS`] (the stratum times four).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct PageId {
-    stratum: u16,
-    prefix: [u8; 32],
-}
+struct PageId(NodeId);
 
 impl PageId {
     fn key(&self) -> Vec<u8> {
-        let bits = usize::from(self.stratum * PAGE_LEVELS);
+        let bits = usize::from(self.0.depth());
+        let prefix = self.0.prefix();
         let mut k = Vec::with_capacity(1 + bits.div_ceil(8));
         // At most 64: depth 256 / 4.
-        k.push(self.stratum as u8);
-        k.extend_from_slice(self.prefix.get(..bits.div_ceil(8)).unwrap_or(&self.prefix));
+        k.push((self.0.depth() / PAGE_LEVELS) as u8);
+        k.extend_from_slice(prefix.get(..bits.div_ceil(8)).unwrap_or(prefix));
         k
     }
 }
 
 /// The page and slot of a node.
-fn locate(id: &NodeId) -> (PageId, usize) {
+fn locate(id: &NodeId) -> Result<(PageId, usize), StoreError> {
     let depth = id.depth();
-    let stratum = depth / PAGE_LEVELS;
-    let base = stratum * PAGE_LEVELS;
+    let base = depth / PAGE_LEVELS * PAGE_LEVELS;
     let prefix = Hash(*id.prefix());
-    let mut above = [0u8; 32];
-    for i in 0..base {
-        if key_bit(&prefix, i) {
-            if let Some(b) = above.get_mut(usize::from(i / 8)) {
-                *b |= 0x80 >> (i % 8);
-            }
-        }
-    }
+    let top = NodeId::on_path(&prefix, base)
+        .map_err(|e| StoreError::Io(format!("status map node {id}: {e}")))?;
     let bits = (base..depth).fold(0usize, |acc, i| acc << 1 | usize::from(key_bit(&prefix, i)));
     let slot = (1usize << (depth - base)) - 1 + bits;
-    (
-        PageId {
-            stratum,
-            prefix: above,
-        },
-        slot,
-    )
+    Ok((PageId(top), slot))
 }
 
 fn encode_page(page: &Page) -> Option<Vec<u8>> {
@@ -169,7 +155,7 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
     ) -> Result<(), StoreError> {
         let mut dirty = BTreeSet::new();
         for (id, node) in writes {
-            let (page, slot) = locate(id);
+            let (page, slot) = locate(id)?;
             self.with_page(&page, |p| {
                 if let Some(s) = p.get_mut(slot) {
                     *s = node.clone();
@@ -191,7 +177,7 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
 impl<S: ReadStore + ?Sized> NodeReader for MapPages<'_, S> {
     type Error = StoreError;
     fn get_node(&self, id: &NodeId) -> Result<Option<Node>, StoreError> {
-        let (page, slot) = locate(id);
+        let (page, slot) = locate(id)?;
         self.with_page(&page, |p| p.get(slot).cloned().flatten())
     }
 }
@@ -210,7 +196,7 @@ mod tests {
     #[test]
     fn slots_follow_the_layout() {
         let k = Hash([0b1011_0110; 32]);
-        let at = |d| locate(&NodeId::on_path(&k, d).unwrap());
+        let at = |d| locate(&NodeId::on_path(&k, d).unwrap()).unwrap();
         assert_eq!(at(0).1, 0);
         assert_eq!(at(1).1, 1 + 1); // bit 0 = 1
         assert_eq!(at(2).1, 3 + 0b10);
