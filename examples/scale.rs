@@ -1022,6 +1022,11 @@ impl Report {
 // Main.
 // ---------------------------------------------------------------------------
 
+/// sled allocates and frees a whole node per page-cache miss; mimalloc
+/// serves that churn much faster than glibc malloc (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args = Args::parse();
     if args.reopen_only {
