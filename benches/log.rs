@@ -20,14 +20,14 @@
 //!   deleted (rs_merkle: `rollback`) after, so every iteration starts from
 //!   exactly `size` leaves.
 //!   - `ours-mem`: `Frontier::append` + `MemStore::commit` (no I/O).
-//!   - `ours-sled-durable`: `Frontier::append` + `SledStore::commit`, which
+//!   - `ours-sled-durable`: `Frontier::append` + `DiskStore::commit`, which
 //!     is `apply_batch` **and an fsync** (`Db::flush`) per commit — the
 //!     crate's Store contract; there is no non-durable commit in its API.
 //!   - `ours-sled-nofsync`: the same writes through a bench-local sled
 //!     wrapper (same config and key layout, on a copy of the same
 //!     database) that does only `apply_batch` (no fsync; sled's own
 //!     background flusher still runs every 500 ms, on the other core). Not
-//!     the crate's `SledStore`; it only shows what the fsync costs.
+//!     the crate's `DiskStore`; it only shows what the fsync costs.
 //!   - `rs_merkle`: `append` + `commit`, in memory.
 //! - `log/build-mem`: every stored hash of a tree of `size` leaves built
 //!   from empty in memory: `Frontier::append` into a `Vec<Hash>` vs
@@ -52,7 +52,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use revledger::hash::{self, Hash};
 use revledger::merkle::{self, Frontier, HashReader};
-use revledger::store::{Batch, MemStore, ReadStore, SledStore, Space, Store, StoreError};
+use revledger::store::{Batch, DiskStore, MemStore, ReadStore, Space, Store, StoreError};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -200,7 +200,7 @@ struct Fixture {
     frontier: Frontier,
     vec: Vec<Hash>,
     mem: MemStore,
-    sled: SledStore,
+    sled: DiskStore,
     _sled_dir: tempfile::TempDir,
     /// A copy of `sled`'s database, written without fsync (append only).
     sled_nofsync: SledNoFsync,
@@ -228,11 +228,11 @@ fn fixture(n: u64, all: &[Hash]) -> Fixture {
     let sled_dir = tempfile::tempdir().expect("tempdir");
     let sled_nofsync_dir = tempfile::tempdir().expect("tempdir");
     {
-        let sled = SledStore::open(sled_dir.path()).expect("open sled");
+        let sled = DiskStore::open(sled_dir.path()).expect("open sled");
         append_all(&sled, &leaves, FIXTURE_BATCH);
     } // closed: now copy it
     copy_dir(sled_dir.path(), sled_nofsync_dir.path());
-    let sled = SledStore::open(sled_dir.path()).expect("reopen sled");
+    let sled = DiskStore::open(sled_dir.path()).expect("reopen sled");
     let sled_nofsync = SledNoFsync::open(sled_nofsync_dir.path());
     let raw: Vec<[u8; 32]> = leaves.iter().map(|h| h.0).collect();
     let rs = RsTree::from_leaves(&raw);
@@ -370,7 +370,7 @@ fn bench_append(c: &mut Criterion, fx: &[Fixture], all: &[Hash]) {
         group.bench_with_input(BenchmarkId::new("ours-mem", n), &n, |b, _| {
             b.iter_custom(|iters| time_batch_append(&f.mem, &f.frontier, extra, expected, iters))
         });
-        // Durable: the commit is apply_batch + fsync (SledStore::commit).
+        // Durable: the commit is apply_batch + fsync (DiskStore::commit).
         group.bench_with_input(BenchmarkId::new("ours-sled-durable", n), &n, |b, _| {
             b.iter_custom(|iters| time_batch_append(&f.sled, &f.frontier, extra, expected, iters))
         });

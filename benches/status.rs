@@ -1,6 +1,6 @@
 //! End to end: one status proof built from a ledger and verified offline.
 //!
-//! A `ledger::Ledger` over `MemStore` and over `SledStore` (tempdir) holding
+//! A `ledger::Ledger` over `MemStore` and over `DiskStore` (tempdir) holding
 //! N = 10^4 and 10^5 issued credentials (`REVLEDGER_BENCH_STATUS_MAX=4`
 //! caps N at 10^4), built once per store and N with `append_events` in
 //! batches of 4096 signed issue events (seeded), untimed.
@@ -33,7 +33,7 @@ use revledger::ledger::{Ledger, Outcome, Submitter};
 use revledger::note::{KeyName, NoteSigner, NoteVerifier};
 use revledger::smt;
 use revledger::status::{self, Policy, StatusProof, Verdict};
-use revledger::store::{MemStore, SledStore, Store};
+use revledger::store::{DiskStore, MemStore, Store};
 use std::time::Duration;
 
 const SEED: u64 = 0x57a7_0500;
@@ -209,7 +209,7 @@ fn benches(c: &mut Criterion) {
             .collect();
         let mem = build(MemStore::new(), &entries[..n]);
         let dir = tempfile::tempdir().expect("tempdir");
-        let sled = build(SledStore::open(dir.path()).expect("sled"), &entries[..n]);
+        let sled = build(DiskStore::open(dir.path()).expect("sled"), &entries[..n]);
         assert_eq!(mem.checkpoint().root(), sled.checkpoint().root());
         let peer = peer(&mem, &ids[..n], &queries);
         let proofs: Vec<StatusProof> = queries

@@ -24,9 +24,9 @@
 //! `revledger serve` on the data dir and checks `/checkpoint` and one
 //! `/status/<hex>`, and writes a markdown report (`--report FILE`).
 //!
-//! `--sled-cache-mb N` is a side experiment only: it opens sled through a
-//! store defined here with `cache_capacity` set, instead of the node's
-//! `SledStore::open` (same key layout, same commit + flush).
+//! The data dir's `db/` is the node's `DiskStore`: the log (entries,
+//! tree hashes) in append-only files, the mutable indexes in sled under
+//! `db/index`.
 
 use clap::Parser;
 use rand::{Rng, SeedableRng};
@@ -36,7 +36,7 @@ use revledger::entry::{Action, CredentialId, Entry, Event, HolderTag, KindSet, R
 use revledger::ledger::{Ledger, Outcome, Submitter};
 use revledger::note::{KeyName, NoteSigner, NoteVerifier};
 use revledger::status::{verify_status, Policy, StatusProof, Verdict};
-use revledger::store::{Batch, ReadStore, SledStore, Space, Store, StoreError};
+use revledger::store::{DiskStore, Store};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::io::{BufRead, Write as _};
@@ -93,10 +93,6 @@ struct Args {
     /// /checkpoint and /status); 0 skips the serve check.
     #[arg(long, default_value_t = 3)]
     serve_starts: usize,
-    /// SIDE EXPERIMENT: open sled with this cache_capacity (MiB) through a
-    /// store defined in this example, instead of the node's SledStore::open.
-    #[arg(long)]
-    sled_cache_mb: Option<u64>,
     /// Only print (and append to --report) the logical bytes per key space
     /// of DIR/db, read by iterating every key (the node must be stopped).
     #[arg(long)]
@@ -117,82 +113,17 @@ fn now_ms() -> u64 {
 }
 
 // ---------------------------------------------------------------------------
-// Storage: the node's SledStore, or (side experiment) sled with a set cache.
+// Storage: the node's DiskStore.
 // ---------------------------------------------------------------------------
 
-/// Same key layout and commit as `SledStore` (space byte ‖ key; one
-/// `apply_batch`, then `flush`), but with `cache_capacity` set.
-struct CappedSled {
-    db: sled::Db,
-}
-
-fn full_key(space: Space, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + key.len());
-    k.push(space as u8);
-    k.extend_from_slice(key);
-    k
-}
-
-impl ReadStore for CappedSled {
-    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db
-            .get(full_key(space, key))
-            .map(|v| v.map(|iv| iv.to_vec()))
-            .map_err(|e| StoreError::Io(e.to_string()))
-    }
-}
-
-impl Store for CappedSled {
-    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        let mut b = sled::Batch::default();
-        for (space, key, value) in batch.ops() {
-            let k = full_key(*space, key);
-            match value {
-                Some(v) => b.insert(k, v.clone()),
-                None => b.remove(k),
-            }
-        }
-        self.db
-            .apply_batch(b)
-            .map_err(|e| StoreError::Io(e.to_string()))?;
-        self.db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
-        Ok(())
-    }
-}
-
-/// A second handle on the open database, for `size_on_disk`.
-enum Handle {
-    Node(SledStore),
-    Capped(sled::Db),
-}
-
-impl Handle {
-    fn size_on_disk(&self) -> u64 {
-        match self {
-            Handle::Node(s) => s.size_on_disk().unwrap_or(0),
-            Handle::Capped(db) => db.size_on_disk().unwrap_or(0),
-        }
-    }
-}
+/// A second handle on the open store, for `size_on_disk`.
+type Handle = DiskStore;
 
 type Db = Arc<dyn Store>;
 
-fn open_store(dir: &Path, cache_mb: Option<u64>) -> Result<(Db, Handle), String> {
-    match cache_mb {
-        None => {
-            let s = SledStore::open(dir).map_err(|e| e.to_string())?;
-            Ok((Arc::new(s.clone()), Handle::Node(s)))
-        }
-        Some(mb) => {
-            let db = sled::Config::new()
-                .path(dir)
-                .mode(sled::Mode::HighThroughput)
-                .cache_capacity(mb << 20)
-                .open()
-                .map_err(|e| format!("opening {}: {e}", dir.display()))?;
-            Ok((Arc::new(CappedSled { db: db.clone() }), Handle::Capped(db)))
-        }
-    }
+fn open_store(dir: &Path) -> Result<(Db, Handle), String> {
+    let s = DiskStore::open(dir).map_err(|e| e.to_string())?;
+    Ok((Arc::new(s.clone()), s))
 }
 
 // ---------------------------------------------------------------------------
@@ -619,7 +550,7 @@ fn measure(
         .join(" ");
     (row.rss_kb, row.hwm_kb) = rss_kb("self");
     (row.du_bytes, row.apparent_bytes, row.db_files) = du(db_dir);
-    row.sled_size = handle.size_on_disk();
+    row.sled_size = handle.size_on_disk().unwrap_or(0);
 
     let size = row.tree_size;
     let vkey = ledger.verifier().clone();
@@ -711,7 +642,7 @@ struct Reopen {
 
 /// Opens DIR, times it, and takes status proofs for credentials read from
 /// random log entries.
-fn reopen(data: &Path, cache_mb: Option<u64>, status_samples: usize, seed: u64) -> Reopen {
+fn reopen(data: &Path, status_samples: usize, seed: u64) -> Reopen {
     let signer = read_signer(&data.join("log.key")).expect("log key");
     // sled releases its file lock only when its background threads let go
     // of the database, which can be a moment after the last handle is
@@ -719,7 +650,7 @@ fn reopen(data: &Path, cache_mb: Option<u64>, status_samples: usize, seed: u64) 
     let t_wait = Instant::now();
     let (t, (store, handle)) = loop {
         let t = Instant::now();
-        match open_store(&data.join("db"), cache_mb) {
+        match open_store(&data.join("db")) {
             Ok(s) => break (t, s),
             Err(e) if e.contains("lock") && t_wait.elapsed() < Duration::from_secs(120) => {
                 std::thread::sleep(Duration::from_millis(10));
@@ -971,7 +902,7 @@ impl Report {
                 r.db_files
             )
         });
-        line("SledStore::size_on_disk MiB", &|r| {
+        line("DiskStore::size_on_disk MiB", &|r| {
             format!("{:.1}", r.sled_size as f64 / 1048576.0)
         });
         line("**disk bytes per event** (du)", &|r| {
@@ -1030,7 +961,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let args = Args::parse();
     if args.reopen_only {
-        let r = reopen(&args.data, args.sled_cache_mb, 200, args.seed);
+        let r = reopen(&args.data, 200, args.seed);
         println!(
             "REOPEN {}",
             serde_json::to_string(&r).expect("serialise reopen figures")
@@ -1115,10 +1046,10 @@ fn run(args: &Args) -> Result<(), String> {
     milestones.dedup();
 
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let main_or_side = match args.sled_cache_mb {
-        None => "main run: the node's `SledStore::open` (sled defaults: cache_capacity 1 GiB, Mode::HighThroughput)".to_string(),
-        Some(m) => format!("**SIDE EXPERIMENT** (not the node's store): sled opened by this example with cache_capacity = {m} MiB, Mode::HighThroughput, same keys and commit+flush"),
-    };
+    let main_or_side = format!(
+        "the node's `DiskStore::open` (log in append-only files; sled index with cache_capacity {} MiB)",
+        revledger::store::SLED_CACHE_BYTES >> 20
+    );
     let mut report = Report {
         header: format!(
             "# revledger scale run\n\n\
@@ -1141,7 +1072,7 @@ fn run(args: &Args) -> Result<(), String> {
     };
     println!("{}", report.header);
 
-    let (store, handle) = open_store(&db_dir, args.sled_cache_mb)?;
+    let (store, handle) = open_store(&db_dir)?;
     let t_open = Instant::now();
     let mut ledger =
         Ledger::open(store, log_signer.clone(), now_ms()).map_err(|e| e.to_string())?;
@@ -1324,7 +1255,7 @@ fn restart_and_serve(
     let _ = writeln!(fin, "| reopen | wait for sled lock ms | sled open ms | Ledger::open ms | RSS after open MiB | first status_proof ms | status_proof p50 / p99 µs (200, ids from random entries) | RSS after MiB |");
     let _ = writeln!(fin, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for i in 0..args.reopens {
-        let r = reopen(data, args.sled_cache_mb, 200, args.seed + i as u64);
+        let r = reopen(data, 200, args.seed + i as u64);
         let _ = writeln!(
             fin,
             "| in-process #{} | {:.0} | {:.1} | {:.1} | {} | {:.2} | {:.0} / {:.0} | {} |",
@@ -1348,9 +1279,6 @@ fn restart_and_serve(
             .arg("--reopen-only")
             .arg("--seed")
             .arg((args.seed + 100 + i as u64).to_string());
-        if let Some(m) = args.sled_cache_mb {
-            cmd.arg("--sled-cache-mb").arg(m.to_string());
-        }
         let out = cmd.output().map_err(|e| e.to_string())?;
         let wall = t.elapsed().as_secs_f64() * 1e3;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -1469,7 +1397,7 @@ fn finish_only(args: &Args) -> Result<String, String> {
     let signer = read_signer(&data.join("log.key"))?;
     let vkey = signer.verifier();
     let t = Instant::now();
-    let (store, handle) = open_store(&data.join("db"), args.sled_cache_mb)?;
+    let (store, handle) = open_store(&data.join("db"))?;
     let sled_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
     let ledger = Ledger::open(store, signer, now_ms()).map_err(|e| e.to_string())?;
@@ -1532,11 +1460,13 @@ fn breakdown(db_dir: &Path) -> String {
         (b'c', "credential records"),
         (b'o', "holder index"),
         (b'd', "dedup (leaf hash to index)"),
-        (b'n', "status map nodes"),
+        (b'p', "status map pages"),
         (b'k', "signed checkpoints by size"),
+        (b'E', "file: entries + entries.idx"),
+        (b'H', "file: hashes"),
     ];
     let t = Instant::now();
-    let db = match sled::Config::new().path(db_dir).open() {
+    let db = match sled::Config::new().path(db_dir.join("index")).open() {
         Ok(db) => db,
         Err(e) => return format!("\nbreakdown: opening {}: {e}\n", db_dir.display()),
     };
@@ -1552,6 +1482,16 @@ fn breakdown(db_dir: &Path) -> String {
     }
     let on_disk = db.size_on_disk().unwrap_or(0);
     drop(db);
+    // The log files: entries (bytes + end offsets) and tree hashes.
+    let file_len = |n: &str| std::fs::metadata(db_dir.join(n)).map_or(0, |m| m.len());
+    for (p, len) in [
+        (b'E', file_len("entries") + file_len("entries.idx")),
+        (b'H', file_len("hashes")),
+    ] {
+        let e = per.entry(p).or_default();
+        e.2 += len;
+    }
+    let on_disk = on_disk + file_len("entries") + file_len("entries.idx") + file_len("hashes");
     let total: u64 = per.values().map(|v| v.1 + v.2).sum();
     let mut s = format!(
         "\n## Logical bytes per key space (iterated in {:.0} s)\n\n| space | keys | key bytes | value bytes | key+value MiB | share |\n|---|---:|---:|---:|---:|---:|\n",
@@ -1569,7 +1509,7 @@ fn breakdown(db_dir: &Path) -> String {
     }
     let _ = writeln!(
         s,
-        "\nLogical total {:.1} MiB; sled size_on_disk {:.1} MiB (x{:.2} of the logical bytes).",
+        "\nLogical total {:.1} MiB; on disk (sled size_on_disk + the log files) {:.1} MiB (x{:.2} of the logical bytes).",
         total as f64 / 1048576.0,
         on_disk as f64 / 1048576.0,
         on_disk as f64 / total.max(1) as f64

@@ -18,7 +18,7 @@ use revledger::server::{
     SubmitResponse,
 };
 use revledger::status::{verify_status, Policy, StatusProof, Verdict};
-use revledger::store::{SledStore, Store};
+use revledger::store::{DiskStore, Store};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -547,7 +547,7 @@ fn audit(node: &str, vkey: &Path, state: &Path, follow: bool, interval: Duration
     use revledger::audit::{AuditError, Auditor};
     let vkey = read_vkey(vkey)?;
     std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
-    let store = SledStore::open(&state.join("db"))?;
+    let store = DiskStore::open(&state.join("db"))?;
     let mut auditor = Auditor::open(store, vkey)?;
     let source = HttpLog {
         base: node.trim_end_matches('/').to_string(),
@@ -619,13 +619,13 @@ fn audit(node: &str, vkey: &Path, state: &Path, follow: bool, interval: Duration
 fn fsck(data: &Path) -> Result<i32> {
     use revledger::audit::{AuditError, Auditor};
     let vkey = read_vkey(&data.join("log.vkey"))?;
-    let node = SledStore::open(&data.join("db"))
+    let node = DiskStore::open(&data.join("db"))
         .context("opening the node's database (is the node still running?)")?;
     // The replay's own state goes to a scratch database, removed afterwards.
     let scratch = data.join("fsck-scratch");
     let _ = std::fs::remove_dir_all(&scratch);
     let result = {
-        let mut auditor = Auditor::open(SledStore::open(&scratch)?, vkey)?;
+        let mut auditor = Auditor::open(DiskStore::open(&scratch)?, vkey)?;
         let started = std::time::Instant::now();
         let mut last = started;
         let mut progress = |done: u64, total: u64| {
@@ -748,7 +748,7 @@ fn serve(a: ServeArgs) -> Result<()> {
             }]
         }
     };
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&a.data.join("db"))?);
+    let store: Arc<dyn Store> = Arc::new(DiskStore::open(&a.data.join("db"))?);
     let mut ledger = Ledger::open(store, signer, server_now())?;
     let changes = ledger.reconcile_submitters(&submitters, server_now())?;
     for c in &changes {

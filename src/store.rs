@@ -256,103 +256,444 @@ impl<S: Store + ?Sized> Overlay<'_, S> {
 #[cfg(feature = "node")]
 pub const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// sled 0.34 on disk: one tree, one `apply_batch` (atomic) per commit,
-/// then an explicit `flush` (fsync) before returning, because sled on its
-/// own only flushes in the background every 500 ms.
+/// The key in [`Space::Meta`] under which [`DiskStore`] records, in sled and
+/// in the same atomic batch as everything else, how much of its append-only
+/// files is committed: entry count, entry bytes, stored-hash count (three
+/// u64 big-endian).
+#[cfg(feature = "node")]
+pub const LOG_FILES_KEY: &[u8] = b"log-files";
+
+/// The ledger on disk: the log itself in append-only files, everything
+/// mutable in sled 0.34.
 ///
-/// [`Store::reopen`] closes the database and opens it again from disk.
-/// This matters: when a commit fails half-way (for example with ENOSPC),
-/// sled 0.34 keeps the writes it had applied in memory, so the open
-/// database shows a torn batch, while on disk the batch is all-or-nothing
-/// (seen on a full tmpfs: the in-memory tree lacked hashes its tree size
-/// promised; a restart read a consistent log). Readers and the writer go
-/// through one lock, so no handle to the old database survives a reopen.
+/// Layout of the directory given to [`DiskStore::open`]:
+/// - `entries`: the entries' bytes, one after another;
+/// - `entries.idx`: per entry, the u64 (big-endian) offset in `entries`
+///   where it ends;
+/// - `hashes`: the stored Merkle hashes, 32 bytes each, at their Go
+///   sumdb/tlog stored-hash index;
+/// - `index/`: sled, holding every other [`Space`], and
+///   [`LOG_FILES_KEY`].
 ///
-/// Clones share one database (and a reopen).
+/// Why not all in sled: entries and hashes never change once written and
+/// are only ever appended, while sled is a B-tree that rewrites whole pages
+/// and cleans half-empty segments: at 10^6 events it held 6.9 bytes on disk
+/// per logical byte, and its page-cache misses were most of the ingest CPU.
+/// A flat file keeps them at their own size and reads any of them with one
+/// `pread`.
+///
+/// **Atomicity and durability.** A commit appends the batch's entries and
+/// hashes past the committed ends of the files and fsyncs them, then commits
+/// the sled batch, which carries the new committed ends under
+/// [`LOG_FILES_KEY`], and fsyncs sled. A crash before sled's flush leaves
+/// bytes past the recorded ends; [`DiskStore::open`] truncates them, so the
+/// files always agree with sled. Files *shorter* than sled records mean lost
+/// data and refuse to open.
+///
+/// **Append only.** In [`Space::Entry`] and [`Space::Hash`] a batch may only
+/// put values at the next indexes (in any order within the batch); an
+/// overwrite, a gap or a delete is refused before anything is written.
+///
+/// [`Store::reopen`] closes everything and opens it again from disk. This
+/// matters: when a commit fails half-way (for example with ENOSPC), sled
+/// 0.34 keeps the writes it had applied in memory, so the open database
+/// shows a torn batch, while on disk the batch is all-or-nothing (seen on a
+/// full tmpfs: the in-memory tree lacked hashes its tree size promised; a
+/// restart read a consistent log). Readers and the writer go through one
+/// lock, so no handle to the old state survives a reopen.
+///
+/// Clones share one open store (and a reopen).
 #[cfg(feature = "node")]
 #[derive(Clone)]
-pub struct SledStore {
+pub struct DiskStore {
     dir: std::sync::Arc<std::path::PathBuf>,
-    db: std::sync::Arc<std::sync::RwLock<Option<sled::Db>>>,
+    open: std::sync::Arc<std::sync::RwLock<Option<Open>>>,
+}
+
+/// Everything [`DiskStore`] holds open.
+#[cfg(feature = "node")]
+struct Open {
+    db: sled::Db,
+    entries: std::fs::File,
+    entry_ends: std::fs::File,
+    hashes: std::fs::File,
+    /// What readers may see: the committed ends, moved forward by a commit
+    /// just before it commits sled (so that nothing sled makes visible
+    /// points past them).
+    ends: Mutex<LogEnds>,
+}
+
+/// How much of the append-only files holds committed data.
+#[cfg(feature = "node")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct LogEnds {
+    entries: u64,
+    entry_bytes: u64,
+    hashes: u64,
 }
 
 #[cfg(feature = "node")]
-impl SledStore {
-    /// Opens (or creates) the database in `dir`.
+impl LogEnds {
+    fn encode(&self) -> Vec<u8> {
+        [self.entries, self.entry_bytes, self.hashes]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect()
+    }
+
+    fn decode(v: &[u8]) -> Option<LogEnds> {
+        if v.len() != 24 {
+            return None;
+        }
+        let at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&v[i * 8..i * 8 + 8]);
+            u64::from_be_bytes(b)
+        };
+        Some(LogEnds {
+            entries: at(0),
+            entry_bytes: at(1),
+            hashes: at(2),
+        })
+    }
+}
+
+#[cfg(feature = "node")]
+const HASH_BYTES: u64 = 32;
+
+#[cfg(feature = "node")]
+fn io_err(what: impl std::fmt::Display) -> impl Fn(std::io::Error) -> StoreError {
+    move |e| StoreError::Io(format!("{what}: {e}"))
+}
+
+#[cfg(feature = "node")]
+fn index_key(space: Space, key: &[u8]) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| {
+            StoreError::Io(format!(
+                "{space:?} keys are u64 indexes, not {} bytes",
+                key.len()
+            ))
+        })
+}
+
+/// The appends a batch makes to one append-only space, checked: they start
+/// at `next` and leave no gap.
+#[cfg(feature = "node")]
+fn appends(
+    space: Space,
+    ops: &BTreeMap<u64, Option<Vec<u8>>>,
+    next: u64,
+) -> Result<Vec<&[u8]>, StoreError> {
+    let mut out = Vec::with_capacity(ops.len());
+    for (i, (&index, value)) in ops.iter().enumerate() {
+        let want = next + i as u64;
+        let v = value.as_ref().ok_or_else(|| {
+            StoreError::Io(format!("{space:?} is append-only: cannot delete {index}"))
+        })?;
+        if index != want {
+            return Err(StoreError::Io(format!(
+                "{space:?} is append-only: the next index is {want}, not {index}"
+            )));
+        }
+        if space == Space::Hash && v.len() as u64 != HASH_BYTES {
+            return Err(StoreError::Io(format!(
+                "stored hash {index} has {} bytes",
+                v.len()
+            )));
+        }
+        out.push(v.as_slice());
+    }
+    Ok(out)
+}
+
+#[cfg(feature = "node")]
+impl DiskStore {
+    /// Opens (or creates) the store in `dir`, truncating whatever a crash
+    /// left past the committed ends of the log files.
     ///
     /// # Errors
-    /// [`StoreError::Io`] when sled cannot open it (for example, another
-    /// process holds its lock).
-    pub fn open(dir: &std::path::Path) -> Result<SledStore, StoreError> {
-        Ok(SledStore {
+    /// [`StoreError::Io`] when it cannot be opened (for example, another
+    /// process holds sled's lock), when `dir` holds a sled database of the
+    /// older all-in-sled layout, or when the log files are shorter than sled
+    /// records.
+    pub fn open(dir: &std::path::Path) -> Result<DiskStore, StoreError> {
+        Ok(DiskStore {
             dir: std::sync::Arc::new(dir.to_path_buf()),
-            db: std::sync::Arc::new(std::sync::RwLock::new(Some(Self::open_db(dir)?))),
+            open: std::sync::Arc::new(std::sync::RwLock::new(Some(Self::open_all(dir)?))),
         })
     }
 
-    fn open_db(dir: &std::path::Path) -> Result<sled::Db, StoreError> {
-        sled::Config::new()
-            .path(dir)
+    fn open_all(dir: &std::path::Path) -> Result<Open, StoreError> {
+        if dir.join("conf").exists() {
+            return Err(StoreError::Io(format!(
+                "{} is a sled database of the older layout (everything in sled); \
+                 this version keeps the log in files beside an index: replay it into a new data dir",
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let index = dir.join("index");
+        let db = sled::Config::new()
+            .path(&index)
             .mode(sled::Mode::HighThroughput)
             // sled's default page cache is 1 GiB; the hot set here (the
-            // map's upper pages, the tree's right edge, recent entries) is
-            // small, and the kernel's page cache holds the rest.
+            // map's upper pages, recent index nodes) is small, and the
+            // kernel's page cache holds the rest.
             .cache_capacity(SLED_CACHE_BYTES)
             .open()
-            .map_err(|e| StoreError::Io(format!("opening {}: {e}", dir.display())))
+            .map_err(|e| StoreError::Io(format!("opening {}: {e}", index.display())))?;
+        let ends = match db
+            .get(full_key(Space::Meta, LOG_FILES_KEY))
+            .map_err(|e| StoreError::Io(e.to_string()))?
+        {
+            None => LogEnds::default(),
+            Some(v) => LogEnds::decode(&v).ok_or_else(|| {
+                StoreError::Io(format!(
+                    "the log-files record in {} is malformed",
+                    index.display()
+                ))
+            })?,
+        };
+        let file = |name: &str, len: u64| -> Result<std::fs::File, StoreError> {
+            let path = dir.join(name);
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(io_err(format!("opening {}", path.display())))?;
+            let have = f
+                .metadata()
+                .map_err(io_err(format!("reading {}", path.display())))?
+                .len();
+            if have < len {
+                return Err(StoreError::Io(format!(
+                    "{} has {have} bytes but the index commits {len}: log data was lost",
+                    path.display()
+                )));
+            }
+            if have > len {
+                // The tail of a commit that never reached sled: not part of
+                // the log.
+                f.set_len(len)
+                    .and_then(|()| f.sync_all())
+                    .map_err(io_err(format!("truncating {}", path.display())))?;
+            }
+            Ok(f)
+        };
+        let open = Open {
+            entries: file("entries", ends.entry_bytes)?,
+            entry_ends: file("entries.idx", ends.entries * 8)?,
+            hashes: file("hashes", ends.hashes * HASH_BYTES)?,
+            db,
+            ends: Mutex::new(ends),
+        };
+        if ends.entries > 0 && open.entry_end(ends.entries - 1)? != ends.entry_bytes {
+            return Err(StoreError::Io(format!(
+                "{}: entries.idx does not end where the entries do",
+                dir.display()
+            )));
+        }
+        Ok(open)
     }
 
-    /// Runs `f` on the open database.
-    fn with_db<T>(&self, f: impl FnOnce(&sled::Db) -> sled::Result<T>) -> Result<T, StoreError> {
-        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
-        let db = guard.as_ref().ok_or_else(|| {
+    /// Runs `f` on the open store.
+    fn with_open<T>(
+        &self,
+        f: impl FnOnce(&Open) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let guard = self.open.read().unwrap_or_else(|p| p.into_inner());
+        let open = guard.as_ref().ok_or_else(|| {
             StoreError::Io(format!(
-                "the database in {} is closed after a failure and could not be reopened yet",
+                "the store in {} is closed after a failure and could not be reopened yet",
                 self.dir.display()
             ))
         })?;
-        f(db).map_err(|e| StoreError::Io(e.to_string()))
+        f(open)
     }
 
-    /// Bytes sled reports on disk.
+    /// Bytes on disk: sled's own count plus the log files.
     ///
     /// # Errors
     /// [`StoreError::Io`].
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.with_db(|db| db.size_on_disk())
+        self.with_open(|o| {
+            let sled =
+                o.db.size_on_disk()
+                    .map_err(|e| StoreError::Io(e.to_string()))?;
+            let e = o.ends();
+            Ok(sled + e.entry_bytes + e.entries * 8 + e.hashes * HASH_BYTES)
+        })
     }
 }
 
 #[cfg(feature = "node")]
-impl ReadStore for SledStore {
-    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.with_db(|db| db.get(full_key(space, key)))
-            .map(|v| v.map(|iv| iv.to_vec()))
+impl Open {
+    fn ends(&self) -> LogEnds {
+        *self.ends.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-#[cfg(feature = "node")]
-impl Store for SledStore {
+    fn read_exact_at(
+        file: &std::fs::File,
+        len: u64,
+        at: u64,
+        what: &str,
+    ) -> Result<Vec<u8>, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let len = usize::try_from(len)
+            .map_err(|_| StoreError::Io(format!("{what}: {len} bytes do not fit in memory")))?;
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, at)
+            .map_err(io_err(format!("reading {what} at {at}")))?;
+        Ok(buf)
+    }
+
+    /// Where entry `index` ends in `entries`.
+    fn entry_end(&self, index: u64) -> Result<u64, StoreError> {
+        let b = Self::read_exact_at(&self.entry_ends, 8, index * 8, "entries.idx")?;
+        Ok(u64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+    }
+
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if index >= self.ends().entries {
+            return Ok(None);
+        }
+        let start = if index == 0 {
+            0
+        } else {
+            self.entry_end(index - 1)?
+        };
+        let end = self.entry_end(index)?;
+        let len = end.checked_sub(start).ok_or_else(|| {
+            StoreError::Io(format!("entries.idx: entry {index} ends before it starts"))
+        })?;
+        Self::read_exact_at(&self.entries, len, start, "entries").map(Some)
+    }
+
+    fn hash(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if index >= self.ends().hashes {
+            return Ok(None);
+        }
+        Self::read_exact_at(&self.hashes, HASH_BYTES, index * HASH_BYTES, "hashes").map(Some)
+    }
+
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        use std::os::unix::fs::FileExt;
+        // Sort the writes: the log's appends (later write wins, as in any
+        // batch), and sled's.
+        let mut entry_ops = BTreeMap::new();
+        let mut hash_ops = BTreeMap::new();
         let mut b = sled::Batch::default();
         for (space, key, value) in batch.ops {
-            let k = full_key(space, &key);
-            match value {
-                Some(v) => b.insert(k, v),
-                None => b.remove(k),
+            match space {
+                Space::Entry => {
+                    entry_ops.insert(index_key(space, &key)?, value);
+                }
+                Space::Hash => {
+                    hash_ops.insert(index_key(space, &key)?, value);
+                }
+                Space::Meta if key.as_slice() == LOG_FILES_KEY => {
+                    return Err(StoreError::Io(
+                        "the log-files record is the store's own".into(),
+                    ));
+                }
+                _ => {
+                    let k = full_key(space, &key);
+                    match value {
+                        Some(v) => b.insert(k, v),
+                        None => b.remove(k),
+                    }
+                }
             }
         }
-        self.with_db(|db| {
-            // Step 1: atomic — sled applies a batch all-or-nothing, also
-            // across crashes (not in memory when it fails: see the type).
-            db.apply_batch(b)?;
-            // Step 2: durable — fsync before we report success.
-            db.flush().map(|_| ())
+        let old = self.ends();
+        // Check everything before writing anything.
+        let entries = appends(Space::Entry, &entry_ops, old.entries)?;
+        let hashes = appends(Space::Hash, &hash_ops, old.hashes)?;
+        let mut new = old;
+        let mut entry_bytes = Vec::new();
+        let mut ends = Vec::with_capacity(entries.len() * 8);
+        for e in &entries {
+            entry_bytes.extend_from_slice(e);
+            new.entry_bytes += e.len() as u64;
+            ends.extend_from_slice(&new.entry_bytes.to_be_bytes());
+        }
+        new.entries += entries.len() as u64;
+        new.hashes += hashes.len() as u64;
+        let hash_bytes = hashes.concat();
+        // Step 1: the log's bytes, past the committed ends (a torn write
+        // there is harmless: nothing records it, and the next commit or open
+        // overwrites or truncates it).
+        let writes: [(&std::fs::File, &[u8], u64, &str); 3] = [
+            (&self.entries, &entry_bytes, old.entry_bytes, "entries"),
+            (&self.entry_ends, &ends, old.entries * 8, "entries.idx"),
+            (&self.hashes, &hash_bytes, old.hashes * HASH_BYTES, "hashes"),
+        ];
+        for (f, bytes, at, what) in writes {
+            if !bytes.is_empty() {
+                f.write_all_at(bytes, at)
+                    .map_err(io_err(format!("writing {what} at {at}")))?;
+            }
+        }
+        // Readers may now see the new entries: sled, once applied, points
+        // at them. If the commit fails below, the caller reopens, which
+        // rolls this back to what is durable.
+        *self.ends.lock().unwrap_or_else(|p| p.into_inner()) = new;
+        b.insert(full_key(Space::Meta, LOG_FILES_KEY), new.encode());
+        // Step 2: the log durable, then sled atomic and durable. The files'
+        // fsyncs run while sled applies its batch in memory; sled's flush,
+        // which makes the new ends durable, starts only after both.
+        std::thread::scope(|s| {
+            let syncs: Vec<_> = writes
+                .iter()
+                .filter(|w| !w.1.is_empty())
+                .map(|&(f, _, _, what)| {
+                    s.spawn(move || f.sync_data().map_err(io_err(format!("fsync of {what}"))))
+                })
+                .collect();
+            let applied = self
+                .db
+                .apply_batch(b)
+                .map_err(|e| StoreError::Io(e.to_string()));
+            for h in syncs {
+                h.join()
+                    .map_err(|_| StoreError::Io("an fsync thread panicked".into()))??;
+            }
+            applied
+        })?;
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| StoreError::Io(e.to_string()))
+    }
+}
+
+#[cfg(feature = "node")]
+impl ReadStore for DiskStore {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with_open(|o| match space {
+            Space::Entry => o.entry(index_key(space, key)?),
+            Space::Hash => o.hash(index_key(space, key)?),
+            _ => {
+                o.db.get(full_key(space, key))
+                    .map(|v| v.map(|iv| iv.to_vec()))
+                    .map_err(|e| StoreError::Io(e.to_string()))
+            }
         })
+    }
+}
+
+#[cfg(feature = "node")]
+impl Store for DiskStore {
+    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        self.with_open(|o| o.commit(batch))
     }
 
     fn reopen(&self) -> Result<(), StoreError> {
-        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.open.write().unwrap_or_else(|p| p.into_inner());
         // Close first: sled holds a lock on its directory. Dropping the
         // handle stops sled's flusher thread.
         drop(guard.take());
@@ -360,9 +701,9 @@ impl Store for SledStore {
         // is dropped (1–2 s seen on a 6 GB database): retry for a while.
         let mut tries = 0;
         loop {
-            match Self::open_db(&self.dir) {
-                Ok(db) => {
-                    *guard = Some(db);
+            match Self::open_all(&self.dir) {
+                Ok(open) => {
+                    *guard = Some(open);
                     return Ok(());
                 }
                 Err(e) if tries >= 50 => return Err(e),
@@ -379,24 +720,47 @@ impl Store for SledStore {
 mod tests {
     use super::*;
 
-    /// One conformance suite run against every implementation.
+    fn idx(i: u64) -> [u8; 8] {
+        i.to_be_bytes()
+    }
+
+    /// One conformance suite run against every implementation. The log's
+    /// spaces are used as the ledger uses them: appends at the next index.
     fn conformance(store: &dyn Store) {
         assert_eq!(store.get(Space::Meta, b"a").unwrap(), None);
+        assert_eq!(store.get(Space::Entry, &idx(0)).unwrap(), None);
         let mut b = Batch::new();
         b.put(Space::Meta, b"a".to_vec(), b"1".to_vec());
-        b.put(Space::Entry, b"a".to_vec(), b"2".to_vec());
+        // Out of order within the batch, as the auditor's overlay flushes.
+        b.put(Space::Entry, idx(1), b"second".to_vec());
+        b.put(Space::Entry, idx(0), b"2".to_vec());
+        b.put(Space::Hash, idx(0), [7u8; 32].to_vec());
         b.put(Space::Meta, b"b".to_vec(), b"3".to_vec());
         b.delete(Space::Meta, b"b".to_vec());
         store.commit(b).unwrap();
         assert_eq!(store.get(Space::Meta, b"a").unwrap(), Some(b"1".to_vec()));
-        assert_eq!(store.get(Space::Entry, b"a").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(
+            store.get(Space::Entry, &idx(0)).unwrap(),
+            Some(b"2".to_vec())
+        );
+        assert_eq!(
+            store.get(Space::Entry, &idx(1)).unwrap(),
+            Some(b"second".to_vec())
+        );
+        assert_eq!(store.get(Space::Entry, &idx(2)).unwrap(), None);
+        assert_eq!(
+            store.get(Space::Hash, &idx(0)).unwrap(),
+            Some([7u8; 32].to_vec())
+        );
+        assert_eq!(store.get(Space::Hash, &idx(1)).unwrap(), None);
         assert_eq!(store.get(Space::Meta, b"b").unwrap(), None);
-        assert_eq!(store.get(Space::Hash, b"a").unwrap(), None);
         let mut b = Batch::new();
         b.put(Space::Meta, b"a".to_vec(), b"x".to_vec());
         b.put(Space::Meta, b"a".to_vec(), b"y".to_vec());
+        b.put(Space::Entry, idx(2), Vec::new());
         store.commit(b).unwrap();
         assert_eq!(store.get(Space::Meta, b"a").unwrap(), Some(b"y".to_vec()));
+        assert_eq!(store.get(Space::Entry, &idx(2)).unwrap(), Some(Vec::new()));
     }
 
     #[test]
@@ -406,14 +770,176 @@ mod tests {
 
     #[cfg(feature = "node")]
     #[test]
-    fn sled_store_conforms_and_persists() {
+    fn disk_store_conforms_and_persists() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = SledStore::open(dir.path()).unwrap();
+            let s = DiskStore::open(dir.path()).unwrap();
             conformance(&s);
         }
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = DiskStore::open(dir.path()).unwrap();
         assert_eq!(s.get(Space::Meta, b"a").unwrap(), Some(b"y".to_vec()));
-        assert_eq!(s.get(Space::Entry, b"a").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(
+            s.get(Space::Entry, &idx(1)).unwrap(),
+            Some(b"second".to_vec())
+        );
+        assert_eq!(s.get(Space::Entry, &idx(3)).unwrap(), None);
+        assert_eq!(
+            s.get(Space::Hash, &idx(0)).unwrap(),
+            Some([7u8; 32].to_vec())
+        );
+        // 1 + 6 + 0 entry bytes, 3 end offsets, 1 hash.
+        assert_eq!(
+            std::fs::metadata(dir.path().join("entries")).unwrap().len(),
+            7
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path().join("entries.idx"))
+                .unwrap()
+                .len(),
+            24
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path().join("hashes")).unwrap().len(),
+            32
+        );
+    }
+
+    #[cfg(feature = "node")]
+    fn one_entry(i: u64, v: &[u8]) -> Batch {
+        let mut b = Batch::new();
+        b.put(Space::Entry, idx(i), v.to_vec());
+        b
+    }
+
+    #[cfg(feature = "node")]
+    #[test]
+    fn disk_store_refuses_anything_but_appends_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DiskStore::open(dir.path()).unwrap();
+        s.commit(one_entry(0, b"zero")).unwrap();
+        let refused = |b: Batch, want: &str| {
+            let e = s.commit(b).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        };
+        // An overwrite, a gap, a delete, a hash of the wrong size, a key
+        // that is not an index, and the store's own record.
+        refused(one_entry(0, b"again"), "the next index is 1, not 0");
+        refused(one_entry(2, b"gap"), "the next index is 1, not 2");
+        let mut b = one_entry(1, b"one");
+        b.delete(Space::Entry, idx(0));
+        refused(b, "cannot delete 0");
+        let mut b = Batch::new();
+        b.delete(Space::Entry, idx(1));
+        refused(b, "cannot delete 1");
+        let mut b = Batch::new();
+        b.put(Space::Hash, idx(0), vec![1u8; 31]);
+        refused(b, "stored hash 0 has 31 bytes");
+        let mut b = Batch::new();
+        b.put(Space::Entry, b"one".to_vec(), b"x".to_vec());
+        refused(b, "u64 indexes, not 3 bytes");
+        let mut b = one_entry(1, b"one");
+        b.put(Space::Meta, LOG_FILES_KEY.to_vec(), vec![0u8; 24]);
+        refused(b, "the store's own");
+        // A refused batch wrote nothing, in sled or in the files.
+        let mut b = one_entry(1, b"gap");
+        b.put(Space::Meta, b"k".to_vec(), b"v".to_vec());
+        b.put(Space::Entry, idx(3), b"x".to_vec());
+        refused(b, "the next index is 2, not 3");
+        assert_eq!(s.get(Space::Meta, b"k").unwrap(), None);
+        assert_eq!(s.get(Space::Entry, &idx(1)).unwrap(), None);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("entries")).unwrap().len(),
+            4
+        );
+        s.commit(one_entry(1, b"one")).unwrap();
+        assert_eq!(s.get(Space::Entry, &idx(1)).unwrap(), Some(b"one".to_vec()));
+    }
+
+    #[cfg(feature = "node")]
+    #[test]
+    fn disk_store_truncates_an_uncommitted_tail_and_refuses_a_lost_one() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = DiskStore::open(dir.path()).unwrap();
+            s.commit(one_entry(0, b"zero")).unwrap();
+        }
+        // What a crash between the files' write and sled's commit leaves:
+        // bytes past the recorded ends.
+        for (name, junk) in [
+            ("entries", &b"torn"[..]),
+            ("entries.idx", &[0u8; 5][..]),
+            ("hashes", &[9u8; 40][..]),
+        ] {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.path().join(name))
+                .unwrap();
+            f.write_all(junk).unwrap();
+        }
+        {
+            let s = DiskStore::open(dir.path()).unwrap();
+            assert_eq!(s.get(Space::Entry, &idx(1)).unwrap(), None);
+            assert_eq!(s.get(Space::Hash, &idx(0)).unwrap(), None);
+            assert_eq!(
+                std::fs::metadata(dir.path().join("entries")).unwrap().len(),
+                4
+            );
+            assert_eq!(
+                std::fs::metadata(dir.path().join("entries.idx"))
+                    .unwrap()
+                    .len(),
+                8
+            );
+            assert_eq!(
+                std::fs::metadata(dir.path().join("hashes")).unwrap().len(),
+                0
+            );
+            s.commit(one_entry(1, b"one")).unwrap();
+            assert_eq!(
+                s.get(Space::Entry, &idx(0)).unwrap(),
+                Some(b"zero".to_vec())
+            );
+            assert_eq!(s.get(Space::Entry, &idx(1)).unwrap(), Some(b"one".to_vec()));
+        }
+        // Committed bytes gone (a file cut short): refuse to open.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("entries"))
+            .unwrap();
+        f.set_len(6).unwrap();
+        let e = DiskStore::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            e.contains("has 6 bytes but the index commits 7: log data was lost"),
+            "{e}"
+        );
+        // A mangled offset index: at open when its last offset is wrong, at
+        // the read when an earlier one is.
+        f.set_len(7).unwrap();
+        let idx_file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("entries.idx"))
+            .unwrap();
+        use std::os::unix::fs::FileExt;
+        idx_file.write_all_at(&8u64.to_be_bytes(), 8).unwrap();
+        let e = DiskStore::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            e.contains("entries.idx does not end where the entries do"),
+            "{e}"
+        );
+        idx_file.write_all_at(&7u64.to_be_bytes(), 8).unwrap();
+        idx_file.write_all_at(&99u64.to_be_bytes(), 0).unwrap();
+        let s = DiskStore::open(dir.path()).unwrap();
+        let e = s.get(Space::Entry, &idx(1)).unwrap_err().to_string();
+        assert!(e.contains("entry 1 ends before it starts"), "{e}");
+    }
+
+    #[cfg(feature = "node")]
+    #[test]
+    fn disk_store_refuses_a_data_dir_of_the_all_in_sled_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(sled::Config::new().path(dir.path()).open().unwrap());
+        let e = DiskStore::open(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("older layout"), "{e}");
     }
 }

@@ -7,7 +7,7 @@ use revledger::hash::Hash;
 use revledger::ledger::{Ledger, LedgerError, Outcome, Submitter};
 use revledger::merkle;
 use revledger::note::{KeyName, NoteSigner};
-use revledger::store::{Batch, MemStore, ReadStore, SledStore, Space, Store, StoreError};
+use revledger::store::{Batch, DiskStore, MemStore, ReadStore, Space, Store, StoreError};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -59,12 +59,12 @@ fn accepted(o: &Outcome) -> u64 {
 fn reopen_after_close_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let (ckpt, idx) = {
-        let mut l = Ledger::open(SledStore::open(dir.path()).unwrap(), log_signer(), T0).unwrap();
+        let mut l = Ledger::open(DiskStore::open(dir.path()).unwrap(), log_signer(), T0).unwrap();
         l.reconcile_submitters(&submitters(), T0).unwrap();
         let r = l.append_events(&[issue(1), issue(2)], T0 + 1).unwrap();
         (r.checkpoint.clone(), accepted(&r.outcomes[1]))
     };
-    let mut l = Ledger::open(SledStore::open(dir.path()).unwrap(), log_signer(), T0 + 2).unwrap();
+    let mut l = Ledger::open(DiskStore::open(dir.path()).unwrap(), log_signer(), T0 + 2).unwrap();
     assert_eq!(l.checkpoint().note_text(), ckpt.note_text());
     assert_eq!(l.submitters().count(), 1);
     // Same bytes again: the original index, nothing logged.
