@@ -93,6 +93,9 @@ struct Args {
     /// /checkpoint and /status); 0 skips the serve check.
     #[arg(long, default_value_t = 3)]
     serve_starts: usize,
+    /// Page cache of the sled index in MiB (`serve --cache-mb`).
+    #[arg(long, default_value_t = revledger::store::SLED_CACHE_BYTES >> 20)]
+    cache_mb: u64,
     /// Only print (and append to --report) the logical bytes per key space
     /// of DIR/db, read by iterating every key (the node must be stopped).
     #[arg(long)]
@@ -121,8 +124,15 @@ type Handle = DiskStore;
 
 type Db = Arc<dyn Store>;
 
+/// `--cache-mb`, set once at start.
+static CACHE_MB: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
 fn open_store(dir: &Path) -> Result<(Db, Handle), String> {
-    let s = DiskStore::open(dir).map_err(|e| e.to_string())?;
+    let mb = CACHE_MB
+        .get()
+        .copied()
+        .unwrap_or(revledger::store::SLED_CACHE_BYTES >> 20);
+    let s = DiskStore::open_with_cache(dir, mb << 20).map_err(|e| e.to_string())?;
     Ok((Arc::new(s.clone()), s))
 }
 
@@ -960,6 +970,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args = Args::parse();
+    let _ = CACHE_MB.set(args.cache_mb);
     if args.reopen_only {
         let r = reopen(&args.data, 200, args.seed);
         println!(
@@ -1048,7 +1059,7 @@ fn run(args: &Args) -> Result<(), String> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let main_or_side = format!(
         "the node's `DiskStore::open` (log in append-only files; sled index with cache_capacity {} MiB)",
-        revledger::store::SLED_CACHE_BYTES >> 20
+        args.cache_mb
     );
     let mut report = Report {
         header: format!(
@@ -1277,6 +1288,8 @@ fn restart_and_serve(
         cmd.arg("--data")
             .arg(data)
             .arg("--reopen-only")
+            .arg("--cache-mb")
+            .arg(args.cache_mb.to_string())
             .arg("--seed")
             .arg((args.seed + 100 + i as u64).to_string());
         let out = cmd.output().map_err(|e| e.to_string())?;

@@ -307,6 +307,7 @@ pub const LOG_FILES_KEY: &[u8] = b"log-files";
 #[derive(Clone)]
 pub struct DiskStore {
     dir: std::sync::Arc<std::path::PathBuf>,
+    cache_bytes: u64,
     open: std::sync::Arc<std::sync::RwLock<Option<Open>>>,
 }
 
@@ -419,13 +420,31 @@ impl DiskStore {
     /// older all-in-sled layout, or when the log files are shorter than sled
     /// records.
     pub fn open(dir: &std::path::Path) -> Result<DiskStore, StoreError> {
+        Self::open_with_cache(dir, SLED_CACHE_BYTES)
+    }
+
+    /// [`DiskStore::open`] with `cache_bytes` of page cache for sled (the
+    /// default is [`SLED_CACHE_BYTES`]). More cache means fewer misses on
+    /// the random-key indexes, which is what bounds ingest at millions of
+    /// credentials, for more memory (BENCHMARKS.md).
+    ///
+    /// # Errors
+    /// As [`DiskStore::open`].
+    pub fn open_with_cache(
+        dir: &std::path::Path,
+        cache_bytes: u64,
+    ) -> Result<DiskStore, StoreError> {
         Ok(DiskStore {
             dir: std::sync::Arc::new(dir.to_path_buf()),
-            open: std::sync::Arc::new(std::sync::RwLock::new(Some(Self::open_all(dir)?))),
+            cache_bytes,
+            open: std::sync::Arc::new(std::sync::RwLock::new(Some(Self::open_all(
+                dir,
+                cache_bytes,
+            )?))),
         })
     }
 
-    fn open_all(dir: &std::path::Path) -> Result<Open, StoreError> {
+    fn open_all(dir: &std::path::Path, cache_bytes: u64) -> Result<Open, StoreError> {
         if dir.join("conf").exists() {
             return Err(StoreError::Io(format!(
                 "{} is a sled database of the older layout (everything in sled); \
@@ -441,7 +460,7 @@ impl DiskStore {
             // sled's default page cache is 1 GiB; the hot set here (the
             // map's upper pages, recent index nodes) is small, and the
             // kernel's page cache holds the rest.
-            .cache_capacity(SLED_CACHE_BYTES)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| StoreError::Io(format!("opening {}: {e}", index.display())))?;
         let ends = match db
@@ -701,7 +720,7 @@ impl Store for DiskStore {
         // is dropped (1–2 s seen on a 6 GB database): retry for a while.
         let mut tries = 0;
         loop {
-            match Self::open_all(&self.dir) {
+            match Self::open_all(&self.dir, self.cache_bytes) {
                 Ok(open) => {
                     *guard = Some(open);
                     return Ok(());
