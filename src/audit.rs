@@ -44,6 +44,14 @@ const META_HEAD_MS: &[u8] = b"audit-head-ms";
 /// Replayed entries kept in memory before an intermediate commit.
 const FLUSH_EVERY: u64 = 20_000;
 
+/// One entry bundle, fetched and decoded, from the first entry not yet
+/// replayed.
+struct Fetched {
+    entries: std::sync::Arc<Vec<Vec<u8>>>,
+    /// No entry in it is a registry change.
+    registry_fixed: bool,
+}
+
 /// Where the auditor reads the log from: a tlog-tiles server.
 pub trait LogSource {
     /// The latest signed checkpoint (note text).
@@ -240,58 +248,100 @@ impl<S: Store> Auditor<S> {
             head_records: 0,
             credentials_changed: 0,
         };
-        // Replay entry bundle by entry bundle.
+        // Replay entry bundle by entry bundle, as a pipeline: while bundle
+        // k is replayed here, bundle k+1 has been fetched and its
+        // signatures, which dominate the replay and need only the
+        // registry, are checked on other threads. That is sound when
+        // neither bundle holds a registry change (then k+1 starts with the
+        // registry k started with); otherwise k+1 is checked in order,
+        // after k has been replayed.
         let bundle = u64::from(FULL_WIDTH);
+        let size = ckpt.size();
         let mut index = previous_size;
         let mut last_was_head = previous_size > 0;
         let mut since_flush = 0u64;
-        while index < ckpt.size() {
-            let n = index / bundle;
-            let width = (ckpt.size() - n * bundle).min(bundle) as u16;
+        let fetch = |at: u64| -> Result<Fetched, AuditError> {
+            let n = at / bundle;
+            let width = (size - n * bundle).min(bundle) as u16;
             let path = TilePath::entries(n, width).map_err(|e| AuditError::State(e.to_string()))?;
             let body = source.tile(&path).map_err(AuditError::Fetch)?;
             let entries = tile::decode_entry_bundle(&body).map_err(|e| Misbehaviour::BadBundle {
                 tile: path.to_path(),
                 reason: e.to_string(),
             });
-            let entries = match entries {
+            let mut entries = match entries {
                 Ok(e) if e.len() == usize::from(width) => e,
                 Ok(e) => {
                     let what = Misbehaviour::BadBundle {
                         tile: path.to_path(),
                         reason: format!("{} entries, expected {width}", e.len()),
                     };
-                    return Err(self.misbehaviour(what, Some(text)));
+                    return Err(self.misbehaviour(what, Some(text.clone())));
                 }
-                Err(what) => return Err(self.misbehaviour(what, Some(text))),
+                Err(what) => return Err(self.misbehaviour(what, Some(text.clone()))),
             };
-            let skip = (index - n * bundle) as usize;
-            let rest = &entries[skip..];
-            // Signature checks dominate the replay and need only the
-            // registry: where no registry change in this bundle can alter
-            // it, run them on every core first, then replay in order.
-            let registry_fixed = rest
+            // Only the entries past what is already replayed.
+            entries.drain(..(at - n * bundle) as usize);
+            let registry_fixed = entries
                 .iter()
                 .all(|e| !matches!(Entry::decode(e), Ok(Entry::Registry(_))));
-            let checked = registry_fixed.then(|| authorize_all(&replay.registry, rest));
-            for (i, entry) in rest.iter().enumerate() {
-                let auth = checked.as_ref().and_then(|c| c.get(i).cloned());
-                match replay.entry(index, entry, auth, &mut report) {
-                    Ok(is_head) => last_was_head = is_head,
-                    Err(ReplayError::Lie(what)) => return Err(self.misbehaviour(what, Some(text))),
-                    Err(ReplayError::State(e)) => return Err(e),
-                }
-                index += 1;
-                since_flush += 1;
-                // Commit whole node batches only (at a head record), so
-                // that memory stays bounded on long replays.
-                if last_was_head && since_flush >= FLUSH_EVERY {
-                    replay.flush()?;
-                    since_flush = 0;
-                }
+            Ok(Fetched {
+                entries: std::sync::Arc::new(entries.into_iter().map(<[u8]>::to_vec).collect()),
+                registry_fixed,
+            })
+        };
+        std::thread::scope(|s| -> Result<(), AuditError> {
+            let check = |f: &Fetched, registry: &crate::ledger::Registry| {
+                let (entries, registry) = (f.entries.clone(), registry.clone());
+                s.spawn(move || authorize_all(&registry, &entries))
+            };
+            let mut queued = None;
+            if index < size {
+                let f = fetch(index)?;
+                let checking = f.registry_fixed.then(|| check(&f, &replay.registry));
+                queued = Some((f, checking));
             }
-            progress(index - previous_size, ckpt.size() - previous_size);
-        }
+            while let Some((current, checking)) = queued.take() {
+                let next_at = index + current.entries.len() as u64;
+                if next_at < size {
+                    let f = fetch(next_at)?;
+                    let checking = (current.registry_fixed && f.registry_fixed)
+                        .then(|| check(&f, &replay.registry));
+                    queued = Some((f, checking));
+                }
+                let checked = checking.map(|h| {
+                    // A panic in a checker thread is a bug; re-raise it here.
+                    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+                });
+                for (i, entry) in current.entries.iter().enumerate() {
+                    let auth = checked.as_ref().and_then(|c| c.get(i).cloned());
+                    match replay.entry(index, entry, auth, &mut report) {
+                        Ok(is_head) => last_was_head = is_head,
+                        Err(ReplayError::Lie(what)) => {
+                            return Err(self.misbehaviour(what, Some(text.clone())))
+                        }
+                        Err(ReplayError::State(e)) => return Err(e),
+                    }
+                    index += 1;
+                    since_flush += 1;
+                    // Commit whole node batches only (at a head record), so
+                    // that memory stays bounded on long replays.
+                    if last_was_head && since_flush >= FLUSH_EVERY {
+                        replay.flush()?;
+                        since_flush = 0;
+                    }
+                }
+                // The next bundle's checks could not start early: the one
+                // just replayed may have changed the registry.
+                if let Some((f, checking @ None)) = &mut queued {
+                    if f.registry_fixed {
+                        *checking = Some(check(f, &replay.registry));
+                    }
+                }
+                progress(index - previous_size, size - previous_size);
+            }
+            Ok(())
+        })?;
         if !last_was_head {
             let what = Misbehaviour::CheckpointNotOnHead { size: ckpt.size() };
             return Err(self.misbehaviour(what, Some(text)));
