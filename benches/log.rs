@@ -20,14 +20,12 @@
 //!   deleted (rs_merkle: `rollback`) after, so every iteration starts from
 //!   exactly `size` leaves.
 //!   - `ours-mem`: `Frontier::append` + `MemStore::commit` (no I/O).
-//!   - `ours-sled-durable`: `Frontier::append` + `DiskStore::commit`, which
-//!     is `apply_batch` **and an fsync** (`Db::flush`) per commit — the
-//!     crate's Store contract; there is no non-durable commit in its API.
-//!   - `ours-sled-nofsync`: the same writes through a bench-local sled
-//!     wrapper (same config and key layout, on a copy of the same
-//!     database) that does only `apply_batch` (no fsync; sled's own
-//!     background flusher still runs every 500 ms, on the other core). Not
-//!     the crate's `DiskStore`; it only shows what the fsync costs.
+//!   - `ours-disk-durable`: `Frontier::append` + `DiskStore::commit`: the
+//!     hashes appended to the log's hash file, the committed ends in sled,
+//!     **two fsyncs** (file, then sled) per commit — the crate's Store
+//!     contract. The log's spaces are append-only, so nothing is undone:
+//!     here the log grows by 1024 leaves per iteration from `size` (the
+//!     cost of an append does not depend on the size of the file).
 //!   - `rs_merkle`: `append` + `commit`, in memory.
 //! - `log/build-mem`: every stored hash of a tree of `size` leaves built
 //!   from empty in memory: `Frontier::append` into a `Vec<Hash>` vs
@@ -37,7 +35,7 @@
 //!   sizes are powers of two) and from the in-memory `Frontier`;
 //!   `rs_merkle::MerkleTree::root`.
 //! - `log/inclusion-prove`: proof for a random leaf (seeded) from storage
-//!   (`ours-mem`, `ours-sled`: `merkle::inclusion_proof` through a
+//!   (`ours-mem`, `ours-disk`: `merkle::inclusion_proof` through a
 //!   `HashReader` over the store; `ours-vec`: over a `Vec<Hash>` of stored
 //!   hashes, the algorithm without storage) vs `MerkleTree::proof(&[i])`.
 //! - `log/inclusion-verify`: `merkle::verify_inclusion` vs
@@ -106,51 +104,6 @@ impl<S: ReadStore + ?Sized> HashReader for StoreHashes<'_, S> {
     }
 }
 
-/// sled with the crate's configuration and key layout, but `commit` without
-/// the fsync (bench-only reference for `log/append/ours-sled-nofsync`).
-struct SledNoFsync {
-    db: sled::Db,
-}
-
-impl SledNoFsync {
-    fn open(dir: &std::path::Path) -> SledNoFsync {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .expect("open sled");
-        SledNoFsync { db }
-    }
-}
-
-impl ReadStore for SledNoFsync {
-    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut k = vec![space as u8];
-        k.extend_from_slice(key);
-        self.db
-            .get(k)
-            .map(|v| v.map(|iv| iv.to_vec()))
-            .map_err(|e| StoreError::Io(e.to_string()))
-    }
-}
-
-impl Store for SledNoFsync {
-    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        let mut b = sled::Batch::default();
-        for (space, key, value) in batch.ops() {
-            let mut k = vec![*space as u8];
-            k.extend_from_slice(key);
-            match value {
-                Some(v) => b.insert(k, v.as_slice()),
-                None => b.remove(k),
-            }
-        }
-        self.db
-            .apply_batch(b)
-            .map_err(|e| StoreError::Io(e.to_string()))
-    }
-}
-
 fn sizes() -> Vec<u64> {
     let max: u32 = std::env::var("REVLEDGER_BENCH_LOG_MAX")
         .ok()
@@ -200,11 +153,8 @@ struct Fixture {
     frontier: Frontier,
     vec: Vec<Hash>,
     mem: MemStore,
-    sled: DiskStore,
-    _sled_dir: tempfile::TempDir,
-    /// A copy of `sled`'s database, written without fsync (append only).
-    sled_nofsync: SledNoFsync,
-    _sled_nofsync_dir: tempfile::TempDir,
+    disk: DiskStore,
+    _disk_dir: tempfile::TempDir,
     rs: RsTree,
     /// Random leaf indexes (seeded).
     indexes: Vec<u64>,
@@ -225,15 +175,12 @@ fn fixture(n: u64, all: &[Hash]) -> Fixture {
     }
     let mem = MemStore::new();
     append_all(&mem, &leaves, FIXTURE_BATCH);
-    let sled_dir = tempfile::tempdir().expect("tempdir");
-    let sled_nofsync_dir = tempfile::tempdir().expect("tempdir");
+    let disk_dir = tempfile::tempdir().expect("tempdir");
     {
-        let sled = DiskStore::open(sled_dir.path()).expect("open sled");
-        append_all(&sled, &leaves, FIXTURE_BATCH);
-    } // closed: now copy it
-    copy_dir(sled_dir.path(), sled_nofsync_dir.path());
-    let sled = DiskStore::open(sled_dir.path()).expect("reopen sled");
-    let sled_nofsync = SledNoFsync::open(sled_nofsync_dir.path());
+        let disk = DiskStore::open(disk_dir.path()).expect("open store");
+        append_all(&disk, &leaves, FIXTURE_BATCH);
+    } // closed, and opened again as a node would find it
+    let disk = DiskStore::open(disk_dir.path()).expect("reopen store");
     let raw: Vec<[u8; 32]> = leaves.iter().map(|h| h.0).collect();
     let rs = RsTree::from_leaves(&raw);
 
@@ -242,7 +189,7 @@ fn fixture(n: u64, all: &[Hash]) -> Fixture {
     assert_eq!(rs.root(), Some(root.0), "rs_merkle root at size {n}");
     assert_eq!(merkle::tree_hash(n, &vec).unwrap(), root);
     assert_eq!(merkle::tree_hash(n, &StoreHashes(&mem)).unwrap(), root);
-    assert_eq!(merkle::tree_hash(n, &StoreHashes(&sled)).unwrap(), root);
+    assert_eq!(merkle::tree_hash(n, &StoreHashes(&disk)).unwrap(), root);
 
     let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ n);
     let indexes: Vec<u64> = (0..QUERIES).map(|_| rng.gen_range(0..n)).collect();
@@ -265,10 +212,8 @@ fn fixture(n: u64, all: &[Hash]) -> Fixture {
         frontier,
         vec,
         mem,
-        sled,
-        _sled_dir: sled_dir,
-        sled_nofsync,
-        _sled_nofsync_dir: sled_nofsync_dir,
+        disk,
+        _disk_dir: disk_dir,
         rs,
         indexes,
         olds,
@@ -323,18 +268,37 @@ fn time_batch_append<S: Store + ?Sized>(
     total
 }
 
-/// Copies a closed sled directory (for the no-fsync twin of a fixture).
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir") {
-        let e = e.expect("dir entry");
-        let target = to.join(e.file_name());
-        if e.file_type().expect("file type").is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).expect("copy");
+/// Appends batches of 1024 fresh leaves to `store`, whose log `frontier`
+/// describes, and commits each: the timed part. The log's spaces are
+/// append-only, so the log grows by one batch per iteration; after each
+/// (untimed) the root read back from the store must be the frontier's.
+fn time_growing_append<S: Store + ?Sized>(
+    store: &S,
+    frontier: &mut Frontier,
+    seq: &mut u64,
+    iters: u64,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let leaves: Vec<Hash> = (0..APPEND_BATCH as u64)
+            .map(|i| hash::leaf_hash(&(*seq + i).to_be_bytes()))
+            .collect();
+        *seq += APPEND_BATCH as u64;
+        let t = Instant::now();
+        let mut batch = Batch::new();
+        for leaf in &leaves {
+            for (i, h) in frontier.append(*leaf).expect("append") {
+                batch.put(Space::Hash, i.to_be_bytes(), h.0);
+            }
         }
+        store.commit(batch).expect("commit");
+        total += t.elapsed();
+        assert_eq!(
+            merkle::tree_hash(frontier.size(), &StoreHashes(store)).unwrap(),
+            frontier.root()
+        );
     }
+    total
 }
 
 fn bench_append(c: &mut Criterion, fx: &[Fixture], all: &[Hash]) {
@@ -370,16 +334,11 @@ fn bench_append(c: &mut Criterion, fx: &[Fixture], all: &[Hash]) {
         group.bench_with_input(BenchmarkId::new("ours-mem", n), &n, |b, _| {
             b.iter_custom(|iters| time_batch_append(&f.mem, &f.frontier, extra, expected, iters))
         });
-        // Durable: the commit is apply_batch + fsync (DiskStore::commit).
-        group.bench_with_input(BenchmarkId::new("ours-sled-durable", n), &n, |b, _| {
-            b.iter_custom(|iters| time_batch_append(&f.sled, &f.frontier, extra, expected, iters))
-        });
-        // Not durable: apply_batch only, no fsync (bench-local wrapper over
-        // a copy of the same database).
-        group.bench_with_input(BenchmarkId::new("ours-sled-nofsync", n), &n, |b, _| {
-            b.iter_custom(|iters| {
-                time_batch_append(&f.sled_nofsync, &f.frontier, extra, expected, iters)
-            })
+        // Durable: DiskStore::commit (file append, sled batch, two fsyncs).
+        group.bench_with_input(BenchmarkId::new("ours-disk-durable", n), &n, |b, _| {
+            let mut frontier = f.frontier.clone();
+            let mut seq = u64::MAX / 2;
+            b.iter_custom(|iters| time_growing_append(&f.disk, &mut frontier, &mut seq, iters))
         });
         // rs_merkle: append + commit on a tree of n leaves, then (untimed)
         // rollback to n leaves. Its commit is O(n·batch) (PartialTree::
@@ -469,8 +428,8 @@ fn bench_root(c: &mut Criterion, fx: &[Fixture]) {
         group.bench_with_input(BenchmarkId::new("ours-mem", n), &n, |b, &n| {
             b.iter(|| merkle::tree_hash(black_box(n), &StoreHashes(&f.mem)).unwrap())
         });
-        group.bench_with_input(BenchmarkId::new("ours-sled", n), &n, |b, &n| {
-            b.iter(|| merkle::tree_hash(black_box(n), &StoreHashes(&f.sled)).unwrap())
+        group.bench_with_input(BenchmarkId::new("ours-disk", n), &n, |b, &n| {
+            b.iter(|| merkle::tree_hash(black_box(n), &StoreHashes(&f.disk)).unwrap())
         });
         group.bench_with_input(BenchmarkId::new("ours-frontier", n), &n, |b, _| {
             b.iter(|| black_box(&f.frontier).root())
@@ -492,9 +451,9 @@ fn bench_inclusion(c: &mut Criterion, fx: &[Fixture]) {
             let mut q = Cycle::new(&f.indexes);
             b.iter(|| merkle::inclusion_proof(q.next(), n, &StoreHashes(&f.mem)).unwrap())
         });
-        group.bench_with_input(BenchmarkId::new("ours-sled", n), &n, |b, &n| {
+        group.bench_with_input(BenchmarkId::new("ours-disk", n), &n, |b, &n| {
             let mut q = Cycle::new(&f.indexes);
-            b.iter(|| merkle::inclusion_proof(q.next(), n, &StoreHashes(&f.sled)).unwrap())
+            b.iter(|| merkle::inclusion_proof(q.next(), n, &StoreHashes(&f.disk)).unwrap())
         });
         group.bench_with_input(BenchmarkId::new("ours-vec", n), &n, |b, &n| {
             let mut q = Cycle::new(&f.indexes);
@@ -555,9 +514,9 @@ fn bench_consistency(c: &mut Criterion, fx: &[Fixture]) {
             let mut q = Cycle::new(&f.olds);
             b.iter(|| merkle::consistency_proof(q.next(), n, &StoreHashes(&f.mem)).unwrap())
         });
-        group.bench_with_input(BenchmarkId::new("ours-sled", n), &n, |b, &n| {
+        group.bench_with_input(BenchmarkId::new("ours-disk", n), &n, |b, &n| {
             let mut q = Cycle::new(&f.olds);
-            b.iter(|| merkle::consistency_proof(q.next(), n, &StoreHashes(&f.sled)).unwrap())
+            b.iter(|| merkle::consistency_proof(q.next(), n, &StoreHashes(&f.disk)).unwrap())
         });
         group.bench_with_input(BenchmarkId::new("ours-vec", n), &n, |b, &n| {
             let mut q = Cycle::new(&f.olds);

@@ -209,8 +209,8 @@ fn benches(c: &mut Criterion) {
             .collect();
         let mem = build(MemStore::new(), &entries[..n]);
         let dir = tempfile::tempdir().expect("tempdir");
-        let sled = build(DiskStore::open(dir.path()).expect("sled"), &entries[..n]);
-        assert_eq!(mem.checkpoint().root(), sled.checkpoint().root());
+        let disk = build(DiskStore::open(dir.path()).expect("open store"), &entries[..n]);
+        assert_eq!(mem.checkpoint().root(), disk.checkpoint().root());
         let peer = peer(&mem, &ids[..n], &queries);
         let proofs: Vec<StatusProof> = queries
             .iter()
@@ -220,7 +220,7 @@ fn benches(c: &mut Criterion) {
         for (id, p) in queries.iter().zip(&proofs) {
             let v = status::verify_status(p, id, &vkey, now, policy);
             assert!(matches!(v, Verdict::Valid { .. }), "{v:?}");
-            assert_eq!(*p, sled.status_proof(id).unwrap());
+            assert_eq!(*p, disk.status_proof(id).unwrap());
         }
 
         let mut group = c.benchmark_group("status/prove");
@@ -235,11 +235,11 @@ fn benches(c: &mut Criterion) {
                 mem.status_proof(&queries[at]).unwrap()
             })
         });
-        group.bench_function(BenchmarkId::new("ours-sled", n), |b| {
+        group.bench_function(BenchmarkId::new("ours-disk", n), |b| {
             let mut at = 0;
             b.iter(|| {
                 at = (at + 1) % queries.len();
-                sled.status_proof(&queries[at]).unwrap()
+                disk.status_proof(&queries[at]).unwrap()
             })
         });
         group.bench_function(BenchmarkId::new("peer-composite", n), |b| {
