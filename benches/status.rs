@@ -209,7 +209,10 @@ fn benches(c: &mut Criterion) {
             .collect();
         let mem = build(MemStore::new(), &entries[..n]);
         let dir = tempfile::tempdir().expect("tempdir");
-        let disk = build(DiskStore::open(dir.path()).expect("open store"), &entries[..n]);
+        let disk = build(
+            DiskStore::open(dir.path()).expect("open store"),
+            &entries[..n],
+        );
         assert_eq!(mem.checkpoint().root(), disk.checkpoint().root());
         let peer = peer(&mem, &ids[..n], &queries);
         let proofs: Vec<StatusProof> = queries
