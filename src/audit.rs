@@ -303,11 +303,19 @@ impl<S: Store> Auditor<S> {
             }
             while let Some((current, checking)) = queued.take() {
                 let next_at = index + current.entries.len() as u64;
+                // Bundle k+1 is fetched now, but a failure to fetch it (or a
+                // malformed one) is reported only after bundle k has been
+                // replayed cleanly: it must not hide what k proves.
+                let mut next_failed = None;
                 if next_at < size {
-                    let f = fetch(next_at)?;
-                    let checking = (current.registry_fixed && f.registry_fixed)
-                        .then(|| check(&f, &replay.registry));
-                    queued = Some((f, checking));
+                    match fetch(next_at) {
+                        Ok(f) => {
+                            let checking = (current.registry_fixed && f.registry_fixed)
+                                .then(|| check(&f, &replay.registry));
+                            queued = Some((f, checking));
+                        }
+                        Err(e) => next_failed = Some(e),
+                    }
                 }
                 let checked = checking.map(|h| {
                     // A panic in a checker thread is a bug; re-raise it here.
@@ -331,6 +339,10 @@ impl<S: Store> Auditor<S> {
                         since_flush = 0;
                     }
                 }
+                progress(index - previous_size, size - previous_size);
+                if let Some(e) = next_failed {
+                    return Err(e);
+                }
                 // The next bundle's checks could not start early: the one
                 // just replayed may have changed the registry.
                 if let Some((f, checking @ None)) = &mut queued {
@@ -338,7 +350,6 @@ impl<S: Store> Auditor<S> {
                         *checking = Some(check(f, &replay.registry));
                     }
                 }
-                progress(index - previous_size, size - previous_size);
             }
             Ok(())
         })?;

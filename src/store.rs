@@ -99,7 +99,10 @@ pub trait ReadStore {
 ///   `Err`, the batch may or may not have been applied; the caller must
 ///   treat its in-memory view as unknown and reopen.
 /// - **Visibility.** `get` sees every batch whose `commit` returned, and
-///   nothing of a batch still being committed.
+///   nothing of a batch still being committed, except that a store may make
+///   the values a batch appends to [`Space::Entry`] and [`Space::Hash`]
+///   readable a moment early (the ledger never reads past its published
+///   checkpoint, so it cannot tell).
 /// - Batches are committed by one writer at a time; `get` may run
 ///   concurrently with `commit` from other threads.
 pub trait Store: ReadStore + Send + Sync {
@@ -283,8 +286,8 @@ pub const LOG_FILES_KEY: &[u8] = b"log-files";
 /// `pread`.
 ///
 /// **Atomicity and durability.** A commit appends the batch's entries and
-/// hashes past the committed ends of the files and fsyncs them, then commits
-/// the sled batch, which carries the new committed ends under
+/// hashes past the committed ends of the files and fsyncs them, and only
+/// then applies the sled batch, which carries the new committed ends under
 /// [`LOG_FILES_KEY`], and fsyncs sled. A crash before sled's flush leaves
 /// bytes past the recorded ends; [`DiskStore::open`] truncates them, so the
 /// files always agree with sled. Files *shorter* than sled records mean lost
@@ -292,7 +295,14 @@ pub const LOG_FILES_KEY: &[u8] = b"log-files";
 ///
 /// **Append only.** In [`Space::Entry`] and [`Space::Hash`] a batch may only
 /// put values at the next indexes (in any order within the batch); an
-/// overwrite, a gap or a delete is refused before anything is written.
+/// overwrite, a gap, a delete or an entry over [`MAX_LOG_VALUE`] bytes is
+/// refused before anything is written. A batch's appended values become
+/// readable just before its sled batch is applied, a moment before `commit`
+/// returns (the ledger never reads past its published checkpoint).
+///
+/// Reads are copies out of memory maps of the files: an I/O error of the
+/// disk under a mapped page is a SIGBUS, not an error value (as with any
+/// memory-mapped store).
 ///
 /// [`Store::reopen`] closes everything and opens it again from disk. This
 /// matters: when a commit fails half-way (for example with ENOSPC), sled
@@ -322,6 +332,9 @@ struct Open {
     /// just before it commits sled (so that nothing sled makes visible
     /// points past them).
     ends: Mutex<LogEnds>,
+    /// Held through a commit: the contract allows one writer at a time;
+    /// this makes a second one wait instead of writing at the same offsets.
+    writer: Mutex<()>,
 }
 
 /// How much of the append-only files holds committed data.
@@ -361,6 +374,12 @@ impl LogEnds {
 
 #[cfg(feature = "node")]
 const HASH_BYTES: u64 = 32;
+
+/// The longest value [`DiskStore`] keeps in [`Space::Entry`] (64 KiB; log
+/// entries are at most `entry::MAX_ENTRY_LEN`). A read of a longer one,
+/// which only a damaged `entries.idx` can claim, is refused.
+#[cfg(feature = "node")]
+pub const MAX_LOG_VALUE: u64 = 64 * 1024;
 
 /// One append-only file of the log, read through memory maps of
 /// [`MAP_CHUNK`]-byte windows, mapped as the file grows: a read is a copy
@@ -492,6 +511,12 @@ fn appends(
                 "{space:?} is append-only: the next index is {want}, not {index}"
             )));
         }
+        if space == Space::Entry && v.len() as u64 > MAX_LOG_VALUE {
+            return Err(StoreError::Io(format!(
+                "entry {index} has {} bytes, over {MAX_LOG_VALUE}",
+                v.len()
+            )));
+        }
         if space == Space::Hash && v.len() as u64 != HASH_BYTES {
             return Err(StoreError::Io(format!(
                 "stored hash {index} has {} bytes",
@@ -569,8 +594,23 @@ impl DiskStore {
                 ))
             })?,
         };
-        let file = |name: &str, len: u64| -> Result<std::fs::File, StoreError> {
+        let sizes = [
+            ("entries", Some(ends.entry_bytes)),
+            ("entries.idx", ends.entries.checked_mul(8)),
+            ("hashes", ends.hashes.checked_mul(HASH_BYTES)),
+        ];
+        // Check all three files before changing any of them.
+        let mut files = Vec::with_capacity(3);
+        let mut created = false;
+        for (name, len) in sizes {
             let path = dir.join(name);
+            let len = len.ok_or_else(|| {
+                StoreError::Io(format!(
+                    "the log-files record in {} is out of range",
+                    index.display()
+                ))
+            })?;
+            created |= !path.exists();
             let f = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -588,6 +628,17 @@ impl DiskStore {
                     path.display()
                 )));
             }
+            files.push((f, path, have, len));
+        }
+        if created {
+            // The new files' directory entries, durable before anything in
+            // them is committed.
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(format!("fsync of {}", dir.display())))?;
+        }
+        let mut logs = Vec::with_capacity(3);
+        for ((f, path, have, len), (name, _)) in files.into_iter().zip(sizes) {
             if have > len {
                 // The tail of a commit that never reached sled: not part of
                 // the log.
@@ -595,14 +646,20 @@ impl DiskStore {
                     .and_then(|()| f.sync_all())
                     .map_err(io_err(format!("truncating {}", path.display())))?;
             }
-            Ok(f)
+            logs.push(LogFile::new(f, name));
+        }
+        let mut logs = logs.into_iter();
+        let mut next = || {
+            logs.next()
+                .ok_or_else(|| StoreError::Io("log files missing".into()))
         };
         let open = Open {
-            entries: LogFile::new(file("entries", ends.entry_bytes)?, "entries"),
-            entry_ends: LogFile::new(file("entries.idx", ends.entries * 8)?, "entries.idx"),
-            hashes: LogFile::new(file("hashes", ends.hashes * HASH_BYTES)?, "hashes"),
+            entries: next()?,
+            entry_ends: next()?,
+            hashes: next()?,
             db,
             ends: Mutex::new(ends),
+            writer: Mutex::new(()),
         };
         if ends.entries > 0 && open.entry_end(ends.entries - 1, &ends)? != ends.entry_bytes {
             return Err(StoreError::Io(format!(
@@ -669,6 +726,11 @@ impl Open {
         let len = end.checked_sub(start).ok_or_else(|| {
             StoreError::Io(format!("entries.idx: entry {index} ends before it starts"))
         })?;
+        if len > MAX_LOG_VALUE {
+            return Err(StoreError::Io(format!(
+                "entries.idx: entry {index} claims {len} bytes, over {MAX_LOG_VALUE}"
+            )));
+        }
         self.entries.read(start, len, ends.entry_bytes).map(Some)
     }
 
@@ -684,6 +746,7 @@ impl Open {
 
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         use std::os::unix::fs::FileExt;
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         // Sort the writes: the log's appends (later write wins, as in any
         // batch), and sled's.
         let mut entry_ops = BTreeMap::new();
@@ -745,14 +808,11 @@ impl Open {
                     .map_err(io_err(format!("writing {what} at {at}")))?;
             }
         }
-        // Readers may now see the new entries: sled, once applied, points
-        // at them. If the commit fails below, the caller reopens, which
-        // rolls this back to what is durable.
-        *self.ends.lock().unwrap_or_else(|p| p.into_inner()) = new;
-        b.insert(full_key(Space::Meta, LOG_FILES_KEY), new.encode());
-        // Step 2: the log durable, then sled atomic and durable. The files'
-        // fsyncs run while sled applies its batch in memory; sled's flush,
-        // which makes the new ends durable, starts only after both.
+        // Step 2: the log's bytes durable (the three fsyncs in parallel),
+        // **before** sled sees the new ends: once `apply_batch` has run, sled
+        // may persist the batch at any moment (its background flusher, a
+        // full buffer, or the drop in `reopen`), so the ends must never
+        // reach sled ahead of the bytes they commit.
         std::thread::scope(|s| {
             let syncs: Vec<_> = writes
                 .iter()
@@ -761,16 +821,22 @@ impl Open {
                     s.spawn(move || f.sync_data().map_err(io_err(format!("fsync of {what}"))))
                 })
                 .collect();
-            let applied = self
-                .db
-                .apply_batch(b)
-                .map_err(|e| StoreError::Io(e.to_string()));
-            for h in syncs {
+            syncs.into_iter().try_for_each(|h| {
                 h.join()
-                    .map_err(|_| StoreError::Io("an fsync thread panicked".into()))??;
-            }
-            applied
+                    .map_err(|_| StoreError::Io("an fsync thread panicked".into()))?
+            })
         })?;
+        // Readers may now see the new entries: sled, once applied, points at
+        // them. (The ledger's readers never look past the published
+        // checkpoint, so they see nothing of this batch before it returns.)
+        // If the commit fails below, the caller reopens, which rolls this
+        // back to what is durable.
+        *self.ends.lock().unwrap_or_else(|p| p.into_inner()) = new;
+        b.insert(full_key(Space::Meta, LOG_FILES_KEY), new.encode());
+        // Step 3: sled atomic, then durable: the commit point.
+        self.db
+            .apply_batch(b)
+            .map_err(|e| StoreError::Io(e.to_string()))?;
         self.db
             .flush()
             .map(|_| ())
@@ -947,6 +1013,10 @@ mod tests {
         let mut b = one_entry(1, b"one");
         b.put(Space::Meta, LOG_FILES_KEY.to_vec(), vec![0u8; 24]);
         refused(b, "the store's own");
+        refused(
+            one_entry(1, &vec![0u8; MAX_LOG_VALUE as usize + 1]),
+            "over 65536",
+        );
         // A refused batch wrote nothing, in sled or in the files.
         let mut b = one_entry(1, b"gap");
         b.put(Space::Meta, b"k".to_vec(), b"v".to_vec());
@@ -1039,6 +1109,36 @@ mod tests {
         let s = DiskStore::open(dir.path()).unwrap();
         let e = s.get(Space::Entry, &idx(1)).unwrap_err().to_string();
         assert!(e.contains("entry 1 ends before it starts"), "{e}");
+    }
+
+    #[cfg(feature = "node")]
+    #[test]
+    fn disk_store_refuses_an_out_of_range_record_without_touching_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = DiskStore::open(dir.path()).unwrap();
+            s.commit(one_entry(0, b"zero")).unwrap();
+        }
+        let bad = LogEnds {
+            entries: 1,
+            entry_bytes: 4,
+            hashes: u64::MAX / 8,
+        };
+        {
+            let db = sled::Config::new()
+                .path(dir.path().join("index"))
+                .open()
+                .unwrap();
+            db.insert(full_key(Space::Meta, LOG_FILES_KEY), bad.encode())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let e = DiskStore::open(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("out of range"), "{e}");
+        assert_eq!(
+            std::fs::metadata(dir.path().join("entries")).unwrap().len(),
+            4
+        );
     }
 
     #[cfg(feature = "node")]

@@ -81,6 +81,8 @@ struct Forged {
     hashes: Vec<Hash>,
     checkpoint: String,
     tamper_tile: Option<String>,
+    /// This entry bundle cannot be fetched.
+    unreachable_bundle: Option<u64>,
 }
 
 impl Forged {
@@ -100,6 +102,7 @@ impl Forged {
             hashes,
             checkpoint,
             tamper_tile: None,
+            unreachable_bundle: None,
         }
     }
 }
@@ -113,6 +116,9 @@ impl LogSource for Forged {
         let mut body = match path.kind() {
             TileKind::Hash { .. } => {
                 tile::read_tile(path, size, &self.hashes).map_err(|e| e.to_string())?
+            }
+            TileKind::Entries if self.unreachable_bundle == Some(path.index()) => {
+                return Err(format!("{}: connection reset", path.to_path()))
             }
             TileKind::Entries => {
                 let start = (path.index() * 256) as usize;
@@ -301,6 +307,45 @@ fn an_event_from_an_unregistered_key_is_caught() {
         matches!(what, Misbehaviour::Unauthorized { index, .. } if index == at),
         "{what}"
     );
+}
+
+#[test]
+fn a_lie_is_reported_even_when_the_next_bundle_cannot_be_fetched() {
+    // Bundle 1 is fetched while bundle 0 is replayed; its fetch failing
+    // must not hide the lie in bundle 0.
+    let batch = |r: std::ops::RangeInclusive<u8>| r.map(issue).collect::<Vec<_>>();
+    let mut entries = honest_entries(&[batch(1..=200), batch(201..=255)]);
+    assert!(entries.len() > 256, "{}", entries.len());
+    let stranger = NoteSigner::from_seed(KeyName::new("stranger").unwrap(), [13; 32]);
+    let issue_by = |key: &NoteSigner| {
+        event(
+            3,
+            Action::Issue {
+                not_before_ms: 0,
+                not_after_ms: 1,
+                replaces: None,
+            },
+            key,
+        )
+    };
+    entries[3] = issue_by(&stranger);
+    let mut node = Forged::new(entries.clone(), &log_signer());
+    node.unreachable_bundle = Some(1);
+    let (what, _) = finding(auditor().run(&node, &mut no_progress));
+    assert!(
+        matches!(what, Misbehaviour::Unauthorized { index: 3, .. }),
+        "{what}"
+    );
+    // An honest bundle 0 followed by an unreachable bundle 1: a fetch error.
+    let mut node = Forged::new(
+        honest_entries(&[batch(1..=200), batch(201..=255)]),
+        &log_signer(),
+    );
+    node.unreachable_bundle = Some(1);
+    match auditor().run(&node, &mut no_progress) {
+        Err(AuditError::Fetch(m)) => assert!(m.contains("connection reset"), "{m}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
