@@ -317,18 +317,15 @@ fn a_lie_is_reported_even_when_the_next_bundle_cannot_be_fetched() {
     let mut entries = honest_entries(&[batch(1..=200), batch(201..=255)]);
     assert!(entries.len() > 256, "{}", entries.len());
     let stranger = NoteSigner::from_seed(KeyName::new("stranger").unwrap(), [13; 32]);
-    let issue_by = |key: &NoteSigner| {
-        event(
-            3,
-            Action::Issue {
-                not_before_ms: 0,
-                not_after_ms: 1,
-                replaces: None,
-            },
-            key,
-        )
-    };
-    entries[3] = issue_by(&stranger);
+    entries[3] = event(
+        3,
+        Action::Issue {
+            not_before_ms: 0,
+            not_after_ms: 1,
+            replaces: None,
+        },
+        &stranger,
+    );
     let mut node = Forged::new(entries.clone(), &log_signer());
     node.unreachable_bundle = Some(1);
     let (what, _) = finding(auditor().run(&node, &mut no_progress));
