@@ -897,6 +897,12 @@ mod tests {
         i.to_be_bytes()
     }
 
+    /// Lengths of `entries`, `entries.idx` and `hashes` in `dir`.
+    #[cfg(feature = "node")]
+    fn file_lens(dir: &std::path::Path) -> [u64; 3] {
+        ["entries", "entries.idx", "hashes"].map(|n| std::fs::metadata(dir.join(n)).unwrap().len())
+    }
+
     /// One conformance suite run against every implementation. The log's
     /// spaces are used as the ledger uses them: appends at the next index.
     fn conformance(store: &dyn Store) {
@@ -961,20 +967,7 @@ mod tests {
             Some([7u8; 32].to_vec())
         );
         // 1 + 6 + 0 entry bytes, 3 end offsets, 1 hash.
-        assert_eq!(
-            std::fs::metadata(dir.path().join("entries")).unwrap().len(),
-            7
-        );
-        assert_eq!(
-            std::fs::metadata(dir.path().join("entries.idx"))
-                .unwrap()
-                .len(),
-            24
-        );
-        assert_eq!(
-            std::fs::metadata(dir.path().join("hashes")).unwrap().len(),
-            32
-        );
+        assert_eq!(file_lens(dir.path()), [7, 24, 32]);
     }
 
     #[cfg(feature = "node")]
@@ -1058,20 +1051,7 @@ mod tests {
             let s = DiskStore::open(dir.path()).unwrap();
             assert_eq!(s.get(Space::Entry, &idx(1)).unwrap(), None);
             assert_eq!(s.get(Space::Hash, &idx(0)).unwrap(), None);
-            assert_eq!(
-                std::fs::metadata(dir.path().join("entries")).unwrap().len(),
-                4
-            );
-            assert_eq!(
-                std::fs::metadata(dir.path().join("entries.idx"))
-                    .unwrap()
-                    .len(),
-                8
-            );
-            assert_eq!(
-                std::fs::metadata(dir.path().join("hashes")).unwrap().len(),
-                0
-            );
+            assert_eq!(file_lens(dir.path()), [4, 8, 0]);
             s.commit(one_entry(1, b"one")).unwrap();
             assert_eq!(
                 s.get(Space::Entry, &idx(0)).unwrap(),
