@@ -1113,7 +1113,8 @@ fn run(args: &Args) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
     println!(
-        "created {} (log key, submitter key, db) in {:.0} ms",
+        "{} {} (log key, submitter key, db) in {:.0} ms",
+        if args.resume { "opened" } else { "created" },
         data.display(),
         t_open.elapsed().as_secs_f64() * 1e3
     );
