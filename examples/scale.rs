@@ -1,7 +1,7 @@
 //! Scale run: N events (default 10 million) through the real ledger code
 //! path (`Ledger::append_events`: decode, strict signature check, status
-//! rules, Merkle log, status map, head record, atomic sled commit + fsync,
-//! signed checkpoint) into one sled data dir laid out as `revledger serve`
+//! rules, Merkle log, status map, head record, atomic durable commit,
+//! signed checkpoint) into one data dir laid out as `revledger serve`
 //! expects (`DIR/db`, `DIR/log.key`, `DIR/log.vkey`, `DIR/submitter.key`,
 //! `DIR/submitter.vkey`).
 //!
@@ -25,8 +25,8 @@
 //! `/status/<hex>`, and writes a markdown report (`--report FILE`).
 //!
 //! The data dir's `db/` is the node's `DiskStore`: the log (entries,
-//! tree hashes) in append-only files, the mutable indexes in sled under
-//! `db/index`.
+//! tree hashes) in append-only files, the mutable indexes in fjall under
+//! `db/keys`.
 
 use clap::Parser;
 use rand::{Rng, SeedableRng};
@@ -93,8 +93,8 @@ struct Args {
     /// /checkpoint and /status); 0 skips the serve check.
     #[arg(long, default_value_t = 3)]
     serve_starts: usize,
-    /// Page cache of the sled index in MiB (`serve --cache-mb`).
-    #[arg(long, default_value_t = revledger::store::SLED_CACHE_BYTES >> 20)]
+    /// Block cache of the index in MiB (`serve --cache-mb`).
+    #[arg(long, default_value_t = revledger::store::INDEX_CACHE_BYTES >> 20)]
     cache_mb: u64,
     /// Only print (and append to --report) the logical bytes per key space
     /// of DIR/db, read by iterating every key (the node must be stopped).
@@ -139,7 +139,7 @@ fn open_store(dir: &Path) -> Result<(Db, Handle), String> {
     let mb = CACHE_MB
         .get()
         .copied()
-        .unwrap_or(revledger::store::SLED_CACHE_BYTES >> 20);
+        .unwrap_or(revledger::store::INDEX_CACHE_BYTES >> 20);
     let s = DiskStore::open_with_cache(dir, mb << 20).map_err(|e| e.to_string())?;
     Ok((Arc::new(s.clone()), s))
 }
@@ -324,7 +324,7 @@ impl Planner {
         };
         let ev = ev.unwrap_or_else(|| {
             let k = self.issued;
-            if k % 4 == 0 {
+            if k.is_multiple_of(4) {
                 self.states.push(0);
             }
             self.issued += 1;
@@ -488,7 +488,7 @@ struct Row {
     du_bytes: u64,
     apparent_bytes: u64,
     db_files: u64,
-    sled_size: u64,
+    store_size: u64,
     incl: Lat,
     st_known: Lat,
     st_unknown: Lat,
@@ -568,7 +568,7 @@ fn measure(
         .join(" ");
     (row.rss_kb, row.hwm_kb) = rss_kb("self");
     (row.du_bytes, row.apparent_bytes, row.db_files) = du(db_dir);
-    row.sled_size = handle.size_on_disk().unwrap_or(0);
+    row.store_size = handle.size_on_disk().unwrap_or(0);
 
     let size = row.tree_size;
     let vkey = ledger.verifier().clone();
@@ -648,7 +648,7 @@ fn measure(
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Reopen {
     lock_wait_ms: f64,
-    sled_open_ms: f64,
+    store_open_ms: f64,
     ledger_open_ms: f64,
     rss_kb_after_open: u64,
     hwm_kb_after_open: u64,
@@ -662,7 +662,7 @@ struct Reopen {
 /// random log entries.
 fn reopen(data: &Path, status_samples: usize, seed: u64) -> Reopen {
     let signer = read_signer(&data.join("log.key")).expect("log key");
-    // sled releases its file lock only when its background threads let go
+    // The index releases its lock only when its background threads let go
     // of the database, which can be a moment after the last handle is
     // dropped: retry on the lock, and report the wait apart.
     let t_wait = Instant::now();
@@ -673,10 +673,10 @@ fn reopen(data: &Path, status_samples: usize, seed: u64) -> Reopen {
             Err(e) if e.contains("lock") && t_wait.elapsed() < Duration::from_secs(120) => {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(e) => panic!("open sled: {e}"),
+            Err(e) => panic!("open store: {e}"),
         }
     };
-    let sled_open = t.elapsed();
+    let store_open = t.elapsed();
     let lock_wait = t.duration_since(t_wait);
     let t = Instant::now();
     let ledger = Ledger::open(store, signer, now_ms()).expect("Ledger::open");
@@ -703,7 +703,7 @@ fn reopen(data: &Path, status_samples: usize, seed: u64) -> Reopen {
     let l = lat(v);
     let r = Reopen {
         lock_wait_ms: lock_wait.as_secs_f64() * 1e3,
-        sled_open_ms: sled_open.as_secs_f64() * 1e3,
+        store_open_ms: store_open.as_secs_f64() * 1e3,
         ledger_open_ms: ledger_open.as_secs_f64() * 1e3,
         rss_kb_after_open: rss,
         hwm_kb_after_open: hwm,
@@ -921,7 +921,7 @@ impl Report {
             )
         });
         line("DiskStore::size_on_disk MiB", &|r| {
-            format!("{:.1}", r.sled_size as f64 / 1048576.0)
+            format!("{:.1}", r.store_size as f64 / 1048576.0)
         });
         line("**disk bytes per event** (du)", &|r| {
             format!("**{:.0}**", r.du_bytes as f64 / r.events.max(1) as f64)
@@ -971,8 +971,8 @@ impl Report {
 // Main.
 // ---------------------------------------------------------------------------
 
-/// sled allocates and frees a whole node per page-cache miss; mimalloc
-/// serves that churn much faster than glibc malloc (BENCHMARKS.md).
+/// As the node (main.rs): mimalloc serves the per-event churn of small
+/// buffers much faster than glibc malloc (BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -1074,7 +1074,7 @@ fn run(args: &Args) -> Result<(), String> {
 
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let main_or_side = format!(
-        "the node's `DiskStore::open` (log in append-only files; sled index with cache_capacity {} MiB)",
+        "the node's `DiskStore::open` (log in append-only files; fjall index with a {} MiB block cache)",
         args.cache_mb
     );
     let mut report = Report {
@@ -1082,7 +1082,7 @@ fn run(args: &Args) -> Result<(), String> {
             "# revledger scale run\n\n\
              - command: `{}`\n\
              - store: {main_or_side}\n\
-             - events: {} in batches of {} through `Ledger::append_events` (strict signature check, rules, Merkle log, status map, head record, sled apply_batch + flush, signed checkpoint per batch)\n\
+             - events: {} in batches of {} through `Ledger::append_events` (strict signature check, rules, Merkle log, status map, head record, log files fsynced then the index batch with its journal fsynced, signed checkpoint per batch)\n\
              - mix: {}% suspend/resume/revoke of random earlier credentials, the rest issues of fresh credentials with distinct holder tags; one registered submitter (kinds all)\n\
              - signing: events planned and signed on {threads} threads in chunks of {} batches *before* the ledger appends them (never concurrently), so the ledger time is its own\n\
              - machine: {threads} cores (shared), {} MiB RAM; latencies are nearest-rank over {} random samples per figure; status proofs are verified with `verify_status` and compared with the planned state\n",
@@ -1276,7 +1276,7 @@ fn run(args: &Args) -> Result<(), String> {
     let (rss_closed, hwm) = rss_kb("self");
     let _ = writeln!(
         fin,
-        "\n## Close and restart\n\n- close (drop Ledger + sled::Db): {close_ms:.0} ms; this process's RSS after close {} MiB (HWM {} MiB)\n",
+        "\n## Close and restart\n\n- close (drop Ledger + DiskStore): {close_ms:.0} ms; this process's RSS after close {} MiB (HWM {} MiB)\n",
         mb(rss_closed),
         mb(hwm)
     );
@@ -1306,7 +1306,7 @@ fn restart_and_serve(
     let data = &args.data;
     let db_dir = data.join("db");
     let mut fin = String::new();
-    let _ = writeln!(fin, "| reopen | wait for sled lock ms | sled open ms | Ledger::open ms | RSS after open MiB | first status_proof ms | status_proof p50 / p99 µs (200, ids from random entries) | RSS after MiB |");
+    let _ = writeln!(fin, "| reopen | wait for the lock ms | DiskStore open ms | Ledger::open ms | RSS after open MiB | first status_proof ms | status_proof p50 / p99 µs (200, ids from random entries) | RSS after MiB |");
     let _ = writeln!(fin, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for i in 0..args.reopens {
         let r = reopen(data, 200, args.seed + i as u64);
@@ -1315,7 +1315,7 @@ fn restart_and_serve(
             "| in-process #{} | {:.0} | {:.1} | {:.1} | {} | {:.2} | {:.0} / {:.0} | {} |",
             i + 1,
             r.lock_wait_ms,
-            r.sled_open_ms,
+            r.store_open_ms,
             r.ledger_open_ms,
             mb(r.rss_kb_after_open),
             r.first_status_ms,
@@ -1349,7 +1349,7 @@ fn restart_and_serve(
                     "| fresh process #{} (whole process {wall:.0} ms) | {:.0} | {:.1} | {:.1} | {} (HWM {}) | {:.2} | {:.0} / {:.0} | {} |",
                     i + 1,
                     r.lock_wait_ms,
-                    r.sled_open_ms,
+                    r.store_open_ms,
                     r.ledger_open_ms,
                     mb(r.rss_kb_after_open),
                     mb(r.hwm_kb_after_open),
@@ -1454,7 +1454,7 @@ fn finish_only(args: &Args) -> Result<String, String> {
     let vkey = signer.verifier();
     let t = Instant::now();
     let (store, handle) = open_store(&data.join("db"))?;
-    let sled_ms = t.elapsed().as_secs_f64() * 1e3;
+    let store_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
     let ledger = Ledger::open(store, signer, now_ms()).map_err(|e| e.to_string())?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -1492,7 +1492,7 @@ fn finish_only(args: &Args) -> Result<String, String> {
     drop(ledger);
     drop(handle);
     let mut fin = format!(
-        "\n## Finish on the existing data dir (`--finish-only`)\n\n- first open after the ingest process stopped: sled open {sled_ms:.0} ms, Ledger::open {open_ms:.0} ms (recovery included), RSS {} MiB; checkpoint size {final_size}\n- probe verdicts taken from this ledger (verify_status, 30-day max age): {}\n- per-event figures below divide by tree entries ({events})\n",
+        "\n## Finish on the existing data dir (`--finish-only`)\n\n- first open after the ingest process stopped: DiskStore open {store_ms:.0} ms, Ledger::open {open_ms:.0} ms (recovery included), RSS {} MiB; checkpoint size {final_size}\n- probe verdicts taken from this ledger (verify_status, 30-day max age): {}\n- per-event figures below divide by tree entries ({events})\n",
         mb(rss),
         probes
             .iter()
@@ -1507,65 +1507,70 @@ fn finish_only(args: &Args) -> Result<String, String> {
 }
 
 /// Logical bytes per key space, by iterating every key of the stopped
-/// database, against what sled occupies on disk.
+/// store, against what each occupies on disk.
 fn breakdown(db_dir: &Path) -> String {
-    let names = [
-        (b'm', "meta (size, checkpoint, registry)"),
-        (b'e', "entries (log entries by index)"),
-        (b'h', "tree hashes (stored-hash index)"),
-        (b'c', "credential records"),
-        (b'o', "holder index"),
-        (b'd', "dedup (leaf hash to index)"),
-        (b'p', "status map pages"),
-        (b'k', "signed checkpoints by size"),
-        (b'E', "file: entries + entries.idx"),
-        (b'H', "file: hashes"),
-    ];
     let t = Instant::now();
-    let db = match sled::Config::new().path(db_dir.join("index")).open() {
-        Ok(db) => db,
+    let store = match DiskStore::open(db_dir) {
+        Ok(s) => s,
         Err(e) => return format!("\nbreakdown: opening {}: {e}\n", db_dir.display()),
     };
-    let mut per: std::collections::BTreeMap<u8, (u64, u64, u64)> = Default::default();
-    for kv in db.iter() {
-        let Ok((k, v)) = kv else {
-            return "\nbreakdown: iteration failed\n".to_string();
-        };
-        let e = per.entry(k.first().copied().unwrap_or(0)).or_default();
-        e.0 += 1;
-        e.1 += k.len() as u64;
-        e.2 += v.len() as u64;
-    }
-    let on_disk = db.size_on_disk().unwrap_or(0);
-    drop(db);
+    let spaces = match store.index_breakdown() {
+        Ok(v) => v,
+        Err(e) => return format!("\nbreakdown: {e}\n"),
+    };
+    drop(store);
     // The log files: entries (bytes + end offsets) and tree hashes.
     let file_len = |n: &str| std::fs::metadata(db_dir.join(n)).map_or(0, |m| m.len());
-    for (p, len) in [
-        (b'E', file_len("entries") + file_len("entries.idx")),
-        (b'H', file_len("hashes")),
-    ] {
-        let e = per.entry(p).or_default();
-        e.2 += len;
-    }
-    let on_disk = on_disk + file_len("entries") + file_len("entries.idx") + file_len("hashes");
-    let total: u64 = per.values().map(|v| v.1 + v.2).sum();
+    let mut rows: Vec<(String, u64, u64, u64, u64)> = spaces
+        .into_iter()
+        .map(|r| {
+            (
+                format!("index: {}", r.name),
+                r.keys,
+                r.key_bytes,
+                r.value_bytes,
+                r.on_disk,
+            )
+        })
+        .collect();
+    let entries = file_len("entries") + file_len("entries.idx");
+    rows.push((
+        "file: entries + entries.idx".into(),
+        file_len("entries.idx") / 8,
+        0,
+        entries,
+        entries,
+    ));
+    rows.push((
+        "file: hashes".into(),
+        file_len("hashes") / 32,
+        0,
+        file_len("hashes"),
+        file_len("hashes"),
+    ));
+    let total: u64 = rows.iter().map(|r| r.2 + r.3).sum();
+    let on_disk: u64 = rows.iter().map(|r| r.4).sum();
     let mut s = format!(
-        "\n## Logical bytes per key space (iterated in {:.0} s)\n\n| space | keys | key bytes | value bytes | key+value MiB | share |\n|---|---:|---:|---:|---:|---:|\n",
+        "\n## Logical bytes per key space (iterated in {:.0} s)\n\n| space | keys | key bytes | value bytes | key+value MiB | share | on disk MiB | on disk / logical |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
         t.elapsed().as_secs_f64()
     );
-    for (p, (n, kb, vb)) in &per {
-        let name = names.iter().find(|(c, _)| c == p).map_or("?", |(_, n)| *n);
+    for (name, n, kb, vb, d) in &rows {
         let _ = writeln!(
             s,
-            "| `{}` {name} | {n} | {kb} | {vb} | {:.1} | {:.1}% |",
-            *p as char,
+            "| {name} | {n} | {kb} | {vb} | {:.1} | {:.1}% | {:.1} | {} |",
             (kb + vb) as f64 / 1048576.0,
-            100.0 * (kb + vb) as f64 / total.max(1) as f64
+            100.0 * (kb + vb) as f64 / total.max(1) as f64,
+            *d as f64 / 1048576.0,
+            if kb + vb > 0 {
+                format!("x{:.2}", *d as f64 / (kb + vb) as f64)
+            } else {
+                "-".into()
+            }
         );
     }
     let _ = writeln!(
         s,
-        "\nLogical total {:.1} MiB; on disk (sled size_on_disk + the log files) {:.1} MiB (x{:.2} of the logical bytes).",
+        "\nLogical total {:.1} MiB; on disk (index sorted runs + journal + the log files) {:.1} MiB (x{:.2} of the logical bytes).",
         total as f64 / 1048576.0,
         on_disk as f64 / 1048576.0,
         on_disk as f64 / total.max(1) as f64

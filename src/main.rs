@@ -140,15 +140,15 @@ enum VerifyCommand {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Data directory (keys and the sled database).
+    /// Data directory (keys, the log files and the index).
     #[arg(long, default_value = "./revledger-data")]
     data: PathBuf,
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
-    /// Page cache of the sled index, in MiB: more serves more of the
-    /// random-key indexes from memory (faster ingest at millions of
-    /// credentials), for more RSS.
-    #[arg(long, default_value_t = revledger::store::SLED_CACHE_BYTES >> 20)]
+    /// Block cache of the index, in MiB: more serves more of the
+    /// random-key indexes from memory instead of the kernel's page cache,
+    /// for more RSS.
+    #[arg(long, default_value_t = revledger::store::INDEX_CACHE_BYTES >> 20)]
     cache_mb: u64,
     /// The log's origin (= its key name); only used when creating the key.
     #[arg(long)]
@@ -210,8 +210,9 @@ struct SubmitArgs {
     replaces: Option<String>,
 }
 
-/// sled allocates and frees a whole node per page-cache miss; mimalloc
-/// serves that churn much faster than glibc malloc (BENCHMARKS.md).
+/// The node allocates and frees many small buffers per event (index
+/// values, map pages, JSON); mimalloc served that churn much faster than
+/// glibc malloc (BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,5 +1,6 @@
-//! The storage contract of the ledger, and its two implementations: sled on
-//! disk (the default) and memory (tests).
+//! The storage contract of the ledger, and its two implementations: on disk
+//! (the default: the log in append-only files, the rest in an LSM index) and
+//! memory (tests).
 //!
 //! Architecture Invariant: only `ledger` writes through [`Store`]; nothing
 //! else in the crate holds a store handle for writing. The store knows
@@ -255,19 +256,19 @@ impl<S: Store + ?Sized> Overlay<'_, S> {
     }
 }
 
-/// The page cache sled may use, in bytes.
+/// The block cache the index may use, in bytes.
 #[cfg(feature = "node")]
-pub const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+pub const INDEX_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// The key in [`Space::Meta`] under which [`DiskStore`] records, in sled and
-/// in the same atomic batch as everything else, how much of its append-only
-/// files is committed: entry count, entry bytes, stored-hash count (three
-/// u64 big-endian).
+/// The key in [`Space::Meta`] under which [`DiskStore`] records, in the
+/// index and in the same atomic batch as everything else, how much of its
+/// append-only files is committed: entry count, entry bytes, stored-hash
+/// count (three u64 big-endian).
 #[cfg(feature = "node")]
 pub const LOG_FILES_KEY: &[u8] = b"log-files";
 
 /// The ledger on disk: the log itself in append-only files, everything
-/// mutable in sled 0.34.
+/// mutable in an LSM index (fjall).
 ///
 /// Layout of the directory given to [`DiskStore::open`]:
 /// - `entries`: the entries' bytes, one after another;
@@ -275,42 +276,46 @@ pub const LOG_FILES_KEY: &[u8] = b"log-files";
 ///   where it ends;
 /// - `hashes`: the stored Merkle hashes, 32 bytes each, at their Go
 ///   sumdb/tlog stored-hash index;
-/// - `index/`: sled, holding every other [`Space`], and
-///   [`LOG_FILES_KEY`].
+/// - `keys/`: a fjall database, one keyspace per other [`Space`], with
+///   [`LOG_FILES_KEY`] in the `meta` keyspace.
 ///
-/// Why not all in sled: entries and hashes never change once written and
-/// are only ever appended, while sled is a B-tree that rewrites whole pages
-/// and cleans half-empty segments: at 10^6 events it held 6.9 bytes on disk
-/// per logical byte, and its page-cache misses were most of the ingest CPU.
-/// A flat file keeps them at their own size and reads any of them with one
-/// `pread`.
+/// Why two parts: entries and hashes never change once written and are
+/// only ever appended, so a flat file keeps them at their own size and
+/// reads any of them with one copy. The other spaces are updated in place
+/// under random keys (credential ids, holder tags, leaf hashes, map pages).
+/// An LSM tree writes those sequentially, answers a lookup of an absent key
+/// (every new credential, holder and leaf) from its bloom filters, and
+/// recovers from a bounded journal. sled 0.34, which held them before,
+/// spent most of the ingest CPU on cache misses past 10^5 credentials and
+/// held 7.7 bytes on disk per logical byte (BENCHMARKS.md).
 ///
 /// **Atomicity and durability.** A commit appends the batch's entries and
 /// hashes past the committed ends of the files and fsyncs them, and only
-/// then applies the sled batch, which carries the new committed ends under
-/// [`LOG_FILES_KEY`], and fsyncs sled. A crash before sled's flush leaves
-/// bytes past the recorded ends; [`DiskStore::open`] truncates them, so the
-/// files always agree with sled. Files *shorter* than sled records mean lost
-/// data and refuse to open.
+/// then commits the index batch, which carries the new committed ends under
+/// [`LOG_FILES_KEY`], with an fsync of the index's journal: the commit
+/// point. A crash before it leaves bytes past the recorded ends;
+/// [`DiskStore::open`] truncates them, so the files always agree with the
+/// index. Files *shorter* than the index records mean lost data and refuse
+/// to open.
 ///
 /// **Append only.** In [`Space::Entry`] and [`Space::Hash`] a batch may only
 /// put values at the next indexes (in any order within the batch); an
 /// overwrite, a gap, a delete or an entry over [`MAX_LOG_VALUE`] bytes is
 /// refused before anything is written. A batch's appended values become
-/// readable just before its sled batch is applied, a moment before `commit`
-/// returns (the ledger never reads past its published checkpoint).
+/// readable just before its index batch is applied, a moment before
+/// `commit` returns (the ledger never reads past its published checkpoint).
+/// Reads of the index go through a snapshot, so they see a batch whole or
+/// not at all.
 ///
 /// Reads are copies out of memory maps of the files: an I/O error of the
 /// disk under a mapped page is a SIGBUS, not an error value (as with any
 /// memory-mapped store).
 ///
-/// [`Store::reopen`] closes everything and opens it again from disk. This
-/// matters: when a commit fails half-way (for example with ENOSPC), sled
-/// 0.34 keeps the writes it had applied in memory, so the open database
-/// shows a torn batch, while on disk the batch is all-or-nothing (seen on a
-/// full tmpfs: the in-memory tree lacked hashes its tree size promised; a
-/// restart read a consistent log). Readers and the writer go through one
-/// lock, so no handle to the old state survives a reopen.
+/// [`Store::reopen`] closes everything and opens it again from disk: after
+/// a failed fsync the index refuses all writes (it is poisoned), and the
+/// files' committed ends in memory may be ahead of what is durable. Readers
+/// and the writer go through one lock, so no handle to the old state
+/// survives a reopen.
 ///
 /// Clones share one open store (and a reopen).
 #[cfg(feature = "node")]
@@ -324,13 +329,13 @@ pub struct DiskStore {
 /// Everything [`DiskStore`] holds open.
 #[cfg(feature = "node")]
 struct Open {
-    db: sled::Db,
+    index: Index,
     entries: LogFile,
     entry_ends: LogFile,
     hashes: LogFile,
     /// What readers may see: the committed ends, moved forward by a commit
-    /// just before it commits sled (so that nothing sled makes visible
-    /// points past them).
+    /// just before it commits the index (so that nothing the index makes
+    /// visible points past them).
     ends: Mutex<LogEnds>,
     /// Held through a commit: the contract allows one writer at a time;
     /// this makes a second one wait instead of writing at the same offsets.
@@ -455,8 +460,8 @@ impl LogFile {
             let offset = maps.len() as u64 * MAP_CHUNK;
             // SAFETY: the map is read-only, and every read through it stays
             // below the committed end, within the file's length: the file
-            // is only ever appended to while open (sled's lock on `index/`
-            // keeps a second store off the directory), and it is truncated
+            // is only ever appended to while open (the index's lock on
+            // `keys/` keeps a second store off the directory), and it is truncated
             // only in `open_all`, before a map of it exists. Bytes past the
             // file's end, which the window may cover, are never touched.
             let m = unsafe {
@@ -528,6 +533,109 @@ fn appends(
     Ok(out)
 }
 
+/// The spaces [`DiskStore`] keeps in its index, each in its own keyspace
+/// (its own LSM tree), by name.
+#[cfg(feature = "node")]
+const INDEX_SPACES: [(Space, &str); 6] = [
+    (Space::Meta, "meta"),
+    (Space::Credential, "credential"),
+    (Space::Holder, "holder"),
+    (Space::Dedup, "dedup"),
+    (Space::MapPage, "map-page"),
+    (Space::Checkpoint, "checkpoint"),
+];
+
+/// The memory one keyspace may buffer before it writes a sorted run.
+/// Batches of 4,096 events rewrite about 5 MiB of map pages, so the map's
+/// buffer holds a few of them; the others are a few hundred KiB per batch.
+#[cfg(feature = "node")]
+fn memtable_bytes(space: Space) -> u64 {
+    match space {
+        Space::MapPage => 16 << 20,
+        _ => 8 << 20,
+    }
+}
+
+/// The journal the index may keep before it must flush its buffers, which
+/// bounds what an open replays (fjall's minimum: its default is 512 MiB).
+#[cfg(feature = "node")]
+const INDEX_JOURNAL_BYTES: u64 = 64 << 20;
+
+/// What one space of a [`DiskStore`]'s index holds
+/// ([`DiskStore::index_breakdown`]).
+#[cfg(feature = "node")]
+#[derive(Clone, Debug, Default)]
+pub struct SpaceBytes {
+    /// The keyspace's name in `keys/`.
+    pub name: &'static str,
+    /// Live keys.
+    pub keys: u64,
+    /// Their key bytes.
+    pub key_bytes: u64,
+    /// Their value bytes.
+    pub value_bytes: u64,
+    /// What the keyspace occupies on disk (its sorted runs).
+    pub on_disk: u64,
+}
+
+/// The mutable spaces of a [`DiskStore`]: one fjall database in `keys/`.
+#[cfg(feature = "node")]
+struct Index {
+    db: fjall::Database,
+    spaces: Vec<(Space, fjall::Keyspace)>,
+}
+
+#[cfg(feature = "node")]
+fn index_err(what: impl std::fmt::Display) -> impl Fn(fjall::Error) -> StoreError {
+    move |e| StoreError::Io(format!("{what}: {e}"))
+}
+
+#[cfg(feature = "node")]
+impl Index {
+    fn open(path: &std::path::Path, cache_bytes: u64) -> Result<Index, StoreError> {
+        let what = format!("opening {}", path.display());
+        let db = fjall::Database::builder(path)
+            .cache_size(cache_bytes)
+            .max_journaling_size(INDEX_JOURNAL_BYTES)
+            .open()
+            .map_err(index_err(&what))?;
+        let mut spaces = Vec::with_capacity(INDEX_SPACES.len());
+        for (space, name) in INDEX_SPACES {
+            let ks = db
+                .keyspace(name, || {
+                    fjall::KeyspaceCreateOptions::default()
+                        .max_memtable_size(memtable_bytes(space))
+                        // Map pages are read only when they exist (their
+                        // ids come from the tree above them), so the last
+                        // level needs no bloom filter; every other space is
+                        // mostly asked about keys it does not hold.
+                        .expect_point_read_hits(space == Space::MapPage)
+                })
+                .map_err(index_err(format!("{what}: keyspace {name}")))?;
+            spaces.push((space, ks));
+        }
+        Ok(Index { db, spaces })
+    }
+
+    fn space(&self, space: Space) -> Result<&fjall::Keyspace, StoreError> {
+        self.spaces
+            .iter()
+            .find(|(s, _)| *s == space)
+            .map(|(_, ks)| ks)
+            .ok_or_else(|| StoreError::Io(format!("{space:?} is not kept in the index")))
+    }
+
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        use fjall::Readable;
+        let ks = self.space(space)?;
+        self.db
+            .snapshot()
+            .get(ks, key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(index_err(format!("reading {space:?}")))
+    }
+}
+
 #[cfg(feature = "node")]
 impl DiskStore {
     /// Opens (or creates) the store in `dir`, truncating whatever a crash
@@ -535,17 +643,17 @@ impl DiskStore {
     ///
     /// # Errors
     /// [`StoreError::Io`] when it cannot be opened (for example, another
-    /// process holds sled's lock), when `dir` holds a sled database of the
-    /// older all-in-sled layout, or when the log files are shorter than sled
+    /// process holds the index's lock), when `dir` holds a data dir of an
+    /// older layout (sled), or when the log files are shorter than the index
     /// records.
     pub fn open(dir: &std::path::Path) -> Result<DiskStore, StoreError> {
-        Self::open_with_cache(dir, SLED_CACHE_BYTES)
+        Self::open_with_cache(dir, INDEX_CACHE_BYTES)
     }
 
-    /// [`DiskStore::open`] with `cache_bytes` of page cache for sled (the
-    /// default is [`SLED_CACHE_BYTES`]). More cache means fewer misses on
-    /// the random-key indexes, which is what bounds ingest at millions of
-    /// credentials, for more memory (BENCHMARKS.md).
+    /// [`DiskStore::open`] with `cache_bytes` of block cache for the index
+    /// (the default is [`INDEX_CACHE_BYTES`]). More cache means fewer reads
+    /// of the random-key indexes from the kernel's page cache, for more
+    /// memory (BENCHMARKS.md).
     ///
     /// # Errors
     /// As [`DiskStore::open`].
@@ -564,33 +672,27 @@ impl DiskStore {
     }
 
     fn open_all(dir: &std::path::Path, cache_bytes: u64) -> Result<Open, StoreError> {
-        if dir.join("conf").exists() {
-            return Err(StoreError::Io(format!(
-                "{} is a sled database of the older layout (everything in sled); \
-                 this version keeps the log in files beside an index: replay it into a new data dir",
-                dir.display()
-            )));
+        // Both earlier layouts kept a sled database: in `dir` itself (all
+        // in sled), or in `dir/index` beside the log files.
+        for old in [dir.join("conf"), dir.join("index").join("conf")] {
+            if old.exists() {
+                return Err(StoreError::Io(format!(
+                    "{} is a data dir of an older layout (sled, found {}); \
+                     this version keeps its index in fjall: replay the log into a new data dir",
+                    dir.display(),
+                    old.display()
+                )));
+            }
         }
         std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        let index = dir.join("index");
-        let db = sled::Config::new()
-            .path(&index)
-            .mode(sled::Mode::HighThroughput)
-            // sled's default page cache is 1 GiB; the hot set here (the
-            // map's upper pages, recent index nodes) is small, and the
-            // kernel's page cache holds the rest.
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| StoreError::Io(format!("opening {}: {e}", index.display())))?;
-        let ends = match db
-            .get(full_key(Space::Meta, LOG_FILES_KEY))
-            .map_err(|e| StoreError::Io(e.to_string()))?
-        {
+        let index_dir = dir.join("keys");
+        let index = Index::open(&index_dir, cache_bytes)?;
+        let ends = match index.get(Space::Meta, LOG_FILES_KEY)? {
             None => LogEnds::default(),
             Some(v) => LogEnds::decode(&v).ok_or_else(|| {
                 StoreError::Io(format!(
                     "the log-files record in {} is malformed",
-                    index.display()
+                    index_dir.display()
                 ))
             })?,
         };
@@ -607,7 +709,7 @@ impl DiskStore {
             let len = len.ok_or_else(|| {
                 StoreError::Io(format!(
                     "the log-files record in {} is out of range",
-                    index.display()
+                    index_dir.display()
                 ))
             })?;
             created |= !path.exists();
@@ -640,8 +742,8 @@ impl DiskStore {
         let mut logs = Vec::with_capacity(3);
         for ((f, path, have, len), (name, _)) in files.into_iter().zip(sizes) {
             if have > len {
-                // The tail of a commit that never reached sled: not part of
-                // the log.
+                // The tail of a commit that never reached the index: not
+                // part of the log.
                 f.set_len(len)
                     .and_then(|()| f.sync_all())
                     .map_err(io_err(format!("truncating {}", path.display())))?;
@@ -657,7 +759,7 @@ impl DiskStore {
             entries: next()?,
             entry_ends: next()?,
             hashes: next()?,
-            db,
+            index,
             ends: Mutex::new(ends),
             writer: Mutex::new(()),
         };
@@ -685,17 +787,54 @@ impl DiskStore {
         f(open)
     }
 
-    /// Bytes on disk: sled's own count plus the log files.
+    /// Bytes on disk: the index's own count (its journal and sorted runs)
+    /// plus the log files.
     ///
     /// # Errors
     /// [`StoreError::Io`].
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.with_open(|o| {
-            let sled =
-                o.db.size_on_disk()
-                    .map_err(|e| StoreError::Io(e.to_string()))?;
+            let index = o.index.db.disk_space().map_err(index_err("index size"))?;
             let e = o.ends();
-            Ok(sled + e.entry_bytes + e.entries * 8 + e.hashes * HASH_BYTES)
+            Ok(index + e.entry_bytes + e.entries * 8 + e.hashes * HASH_BYTES)
+        })
+    }
+
+    /// What each space of the index holds, by iterating every key (slow:
+    /// for reports such as `scale`'s), then the journal as a space of no
+    /// keys.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`].
+    pub fn index_breakdown(&self) -> Result<Vec<SpaceBytes>, StoreError> {
+        self.with_open(|o| {
+            let mut out = Vec::with_capacity(INDEX_SPACES.len() + 1);
+            for ((_, name), (_, ks)) in INDEX_SPACES.iter().zip(&o.index.spaces) {
+                let mut row = SpaceBytes {
+                    name,
+                    on_disk: ks.disk_space(),
+                    ..SpaceBytes::default()
+                };
+                for kv in ks.iter() {
+                    let (k, v) = kv
+                        .into_inner()
+                        .map_err(index_err(format!("iterating {name}")))?;
+                    row.keys += 1;
+                    row.key_bytes += k.len() as u64;
+                    row.value_bytes += v.len() as u64;
+                }
+                out.push(row);
+            }
+            out.push(SpaceBytes {
+                name: "journal",
+                on_disk: o
+                    .index
+                    .db
+                    .journal_disk_space()
+                    .map_err(index_err("journal size"))?,
+                ..SpaceBytes::default()
+            });
+            Ok(out)
         })
     }
 }
@@ -748,10 +887,14 @@ impl Open {
         use std::os::unix::fs::FileExt;
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         // Sort the writes: the log's appends (later write wins, as in any
-        // batch), and sled's.
+        // batch), and the index's.
         let mut entry_ops = BTreeMap::new();
         let mut hash_ops = BTreeMap::new();
-        let mut b = sled::Batch::default();
+        let mut b = self
+            .index
+            .db
+            .batch()
+            .durability(Some(fjall::PersistMode::SyncAll));
         for (space, key, value) in batch.ops {
             match space {
                 Space::Entry => {
@@ -766,10 +909,10 @@ impl Open {
                     ));
                 }
                 _ => {
-                    let k = full_key(space, &key);
+                    let ks = self.index.space(space)?;
                     match value {
-                        Some(v) => b.insert(k, v),
-                        None => b.remove(k),
+                        Some(v) => b.insert(ks, key, v),
+                        None => b.remove(ks, key),
                     }
                 }
             }
@@ -809,10 +952,10 @@ impl Open {
             }
         }
         // Step 2: the log's bytes durable (the three fsyncs in parallel),
-        // **before** sled sees the new ends: once `apply_batch` has run, sled
-        // may persist the batch at any moment (its background flusher, a
-        // full buffer, or the drop in `reopen`), so the ends must never
-        // reach sled ahead of the bytes they commit.
+        // **before** the index sees the new ends: once its batch is written
+        // to the journal, it may become durable at any moment (a rotation,
+        // a flush, the drop in `reopen`), so the ends must never reach the
+        // index ahead of the bytes they commit.
         std::thread::scope(|s| {
             let syncs: Vec<_> = writes
                 .iter()
@@ -826,21 +969,16 @@ impl Open {
                     .map_err(|_| StoreError::Io("an fsync thread panicked".into()))?
             })
         })?;
-        // Readers may now see the new entries: sled, once applied, points at
-        // them. (The ledger's readers never look past the published
-        // checkpoint, so they see nothing of this batch before it returns.)
-        // If the commit fails below, the caller reopens, which rolls this
-        // back to what is durable.
+        // Readers may now see the new entries: the index, once committed,
+        // points at them. (The ledger's readers never look past the
+        // published checkpoint, so they see nothing of this batch before it
+        // returns.) If the commit fails below, the caller reopens, which
+        // rolls this back to what is durable.
         *self.ends.lock().unwrap_or_else(|p| p.into_inner()) = new;
-        b.insert(full_key(Space::Meta, LOG_FILES_KEY), new.encode());
-        // Step 3: sled atomic, then durable: the commit point.
-        self.db
-            .apply_batch(b)
-            .map_err(|e| StoreError::Io(e.to_string()))?;
-        self.db
-            .flush()
-            .map(|_| ())
-            .map_err(|e| StoreError::Io(e.to_string()))
+        b.insert(self.index.space(Space::Meta)?, LOG_FILES_KEY, new.encode());
+        // Step 3: the index batch, atomic (one journal record, published to
+        // readers at once) and fsynced: the commit point.
+        b.commit().map_err(index_err("committing the index batch"))
     }
 }
 
@@ -850,11 +988,7 @@ impl ReadStore for DiskStore {
         self.with_open(|o| match space {
             Space::Entry => o.entry(index_key(space, key)?),
             Space::Hash => o.hash(index_key(space, key)?),
-            _ => {
-                o.db.get(full_key(space, key))
-                    .map(|v| v.map(|iv| iv.to_vec()))
-                    .map_err(|e| StoreError::Io(e.to_string()))
-            }
+            _ => o.index.get(space, key),
         })
     }
 }
@@ -867,11 +1001,10 @@ impl Store for DiskStore {
 
     fn reopen(&self) -> Result<(), StoreError> {
         let mut guard = self.open.write().unwrap_or_else(|p| p.into_inner());
-        // Close first: sled holds a lock on its directory. Dropping the
-        // handle stops sled's flusher thread.
+        // Close first: the index holds a lock on its directory.
         drop(guard.take());
-        // sled releases its directory lock a little after the last handle
-        // is dropped (1–2 s seen on a 6 GB database): retry for a while.
+        // The lock goes with the index's background threads, which may
+        // still be finishing a flush or compaction: retry for a while.
         let mut tries = 0;
         loop {
             match Self::open_all(&self.dir, self.cache_bytes) {
@@ -1010,7 +1143,7 @@ mod tests {
             one_entry(1, &vec![0u8; MAX_LOG_VALUE as usize + 1]),
             "over 65536",
         );
-        // A refused batch wrote nothing, in sled or in the files.
+        // A refused batch wrote nothing, in the index or in the files.
         let mut b = one_entry(1, b"gap");
         b.put(Space::Meta, b"k".to_vec(), b"v".to_vec());
         b.put(Space::Entry, idx(3), b"x".to_vec());
@@ -1034,7 +1167,7 @@ mod tests {
             let s = DiskStore::open(dir.path()).unwrap();
             s.commit(one_entry(0, b"zero")).unwrap();
         }
-        // What a crash between the files' write and sled's commit leaves:
+        // What a crash between the files' write and the index's commit leaves:
         // bytes past the recorded ends.
         for (name, junk) in [
             ("entries", &b"torn"[..]),
@@ -1105,13 +1238,17 @@ mod tests {
             hashes: u64::MAX / 8,
         };
         {
-            let db = sled::Config::new()
-                .path(dir.path().join("index"))
-                .open()
-                .unwrap();
-            db.insert(full_key(Space::Meta, LOG_FILES_KEY), bad.encode())
-                .unwrap();
-            db.flush().unwrap();
+            let index = Index::open(&dir.path().join("keys"), INDEX_CACHE_BYTES).unwrap();
+            let mut b = index
+                .db
+                .batch()
+                .durability(Some(fjall::PersistMode::SyncAll));
+            b.insert(
+                index.space(Space::Meta).unwrap(),
+                LOG_FILES_KEY,
+                bad.encode(),
+            );
+            b.commit().unwrap();
         }
         let e = DiskStore::open(dir.path()).err().unwrap().to_string();
         assert!(e.contains("out of range"), "{e}");
@@ -1123,10 +1260,18 @@ mod tests {
 
     #[cfg(feature = "node")]
     #[test]
-    fn disk_store_refuses_a_data_dir_of_the_all_in_sled_layout() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(sled::Config::new().path(dir.path()).open().unwrap());
-        let e = DiskStore::open(dir.path()).err().unwrap().to_string();
-        assert!(e.contains("older layout"), "{e}");
+    fn disk_store_refuses_data_dirs_of_the_sled_layouts() {
+        // sled 0.34 writes `conf` at the top of its database directory:
+        // the all-in-sled layout had it in the data dir, the next one in
+        // `index/`.
+        for old in ["conf", "index/conf"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(old);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"segment_size: 524288\n").unwrap();
+            let e = DiskStore::open(dir.path()).err().unwrap().to_string();
+            assert!(e.contains("older layout (sled, found"), "{e}");
+            assert!(!dir.path().join("keys").exists(), "{old}: nothing created");
+        }
     }
 }
