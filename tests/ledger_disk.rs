@@ -1,4 +1,4 @@
-//! The ledger on sled and under injected storage faults: reopen, crash
+//! The ledger on disk (`DiskStore`) and under injected storage faults: reopen, crash
 //! recovery between commit and checkpoint, corruption detection, and
 //! start-up cost independent of the log's size.
 
@@ -125,7 +125,7 @@ fn the_log_files_on_disk_are_checked_like_any_stored_byte() {
     assert!(matches!(l.entry(0), Err(LedgerError::Corrupt(_))));
     drop(l);
     flip(&file("entries"), 40);
-    // What a crash between the files' write and sled's commit leaves (bytes
+    // What a crash between the files' write and the index's commit leaves (bytes
     // past the committed ends) is dropped on open; the log goes on.
     for name in ["entries", "entries.idx", "hashes"] {
         let mut f = std::fs::OpenOptions::new()
