@@ -21,11 +21,12 @@
 //!   exactly `size` leaves.
 //!   - `ours-mem`: `Frontier::append` + `MemStore::commit` (no I/O).
 //!   - `ours-disk-durable`: `Frontier::append` + `DiskStore::commit`: the
-//!     hashes appended to the log's hash file, the committed ends in sled,
-//!     **two fsyncs** (file, then sled) per commit — the crate's Store
-//!     contract. The log's spaces are append-only, so nothing is undone:
-//!     here the log grows by 1024 leaves per iteration from `size` (the
-//!     cost of an append does not depend on the size of the file).
+//!     hashes appended to the log's hash file, the committed ends in the
+//!     index, **two fsyncs** (file, then the index's journal) per commit —
+//!     the crate's Store contract. The log's spaces are append-only, so
+//!     nothing is undone: here the log grows by 1024 leaves per iteration
+//!     from `size` (the cost of an append does not depend on the size of
+//!     the file).
 //!   - `rs_merkle`: `append` + `commit`, in memory.
 //! - `log/build-mem`: every stored hash of a tree of `size` leaves built
 //!   from empty in memory: `Frontier::append` into a `Vec<Hash>` vs
@@ -334,7 +335,7 @@ fn bench_append(c: &mut Criterion, fx: &[Fixture], all: &[Hash]) {
         group.bench_with_input(BenchmarkId::new("ours-mem", n), &n, |b, _| {
             b.iter_custom(|iters| time_batch_append(&f.mem, &f.frontier, extra, expected, iters))
         });
-        // Durable: DiskStore::commit (file append, sled batch, two fsyncs).
+        // Durable: DiskStore::commit (file append, index batch, two fsyncs).
         // criterion calls the routine more than once (warm-up, samples):
         // the grown log's frontier lives outside it.
         let grown = std::cell::RefCell::new((f.frontier.clone(), u64::MAX / 2));

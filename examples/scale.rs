@@ -36,7 +36,7 @@ use revledger::entry::{Action, CredentialId, Entry, Event, HolderTag, KindSet, R
 use revledger::ledger::{Ledger, Outcome, Submitter};
 use revledger::note::{KeyName, NoteSigner, NoteVerifier};
 use revledger::status::{verify_status, Policy, StatusProof, Verdict};
-use revledger::store::{DiskStore, Store};
+use revledger::store::{DiskStore, SpaceBytes, Store};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::io::{BufRead, Write as _};
@@ -1521,48 +1521,48 @@ fn breakdown(db_dir: &Path) -> String {
     drop(store);
     // The log files: entries (bytes + end offsets) and tree hashes.
     let file_len = |n: &str| std::fs::metadata(db_dir.join(n)).map_or(0, |m| m.len());
-    let mut rows: Vec<(String, u64, u64, u64, u64)> = spaces
-        .into_iter()
-        .map(|r| {
-            (
-                format!("index: {}", r.name),
-                r.keys,
-                r.key_bytes,
-                r.value_bytes,
-                r.on_disk,
-            )
-        })
-        .collect();
-    let entries = file_len("entries") + file_len("entries.idx");
+    let file = |name: &'static str, keys: u64, bytes: u64| SpaceBytes {
+        name,
+        keys,
+        value_bytes: bytes,
+        on_disk: bytes,
+        ..SpaceBytes::default()
+    };
+    // Each row with the prefix the report shows before its name.
+    let mut rows: Vec<(&str, SpaceBytes)> = spaces.into_iter().map(|r| ("index: ", r)).collect();
     rows.push((
-        "file: entries + entries.idx".into(),
-        file_len("entries.idx") / 8,
-        0,
-        entries,
-        entries,
+        "",
+        file(
+            "file: entries + entries.idx",
+            file_len("entries.idx") / 8,
+            file_len("entries") + file_len("entries.idx"),
+        ),
     ));
     rows.push((
-        "file: hashes".into(),
-        file_len("hashes") / 32,
-        0,
-        file_len("hashes"),
-        file_len("hashes"),
+        "",
+        file("file: hashes", file_len("hashes") / 32, file_len("hashes")),
     ));
-    let total: u64 = rows.iter().map(|r| r.2 + r.3).sum();
-    let on_disk: u64 = rows.iter().map(|r| r.4).sum();
+    let logical = |r: &SpaceBytes| r.key_bytes + r.value_bytes;
+    let total: u64 = rows.iter().map(|(_, r)| logical(r)).sum();
+    let on_disk: u64 = rows.iter().map(|(_, r)| r.on_disk).sum();
     let mut s = format!(
         "\n## Logical bytes per key space (iterated in {:.0} s)\n\n| space | keys | key bytes | value bytes | key+value MiB | share | on disk MiB | on disk / logical |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
         t.elapsed().as_secs_f64()
     );
-    for (name, n, kb, vb, d) in &rows {
+    for (prefix, r) in &rows {
+        let l = logical(r);
         let _ = writeln!(
             s,
-            "| {name} | {n} | {kb} | {vb} | {:.1} | {:.1}% | {:.1} | {} |",
-            (kb + vb) as f64 / 1048576.0,
-            100.0 * (kb + vb) as f64 / total.max(1) as f64,
-            *d as f64 / 1048576.0,
-            if kb + vb > 0 {
-                format!("x{:.2}", *d as f64 / (kb + vb) as f64)
+            "| {prefix}{} | {} | {} | {} | {:.1} | {:.1}% | {:.1} | {} |",
+            r.name,
+            r.keys,
+            r.key_bytes,
+            r.value_bytes,
+            l as f64 / 1048576.0,
+            100.0 * l as f64 / total.max(1) as f64,
+            r.on_disk as f64 / 1048576.0,
+            if l > 0 {
+                format!("x{:.2}", r.on_disk as f64 / l as f64)
             } else {
                 "-".into()
             }
