@@ -27,7 +27,7 @@ use crate::status::{LoggedEntry, StatusProof};
 use crate::store::{Batch, ReadStore, Space, Store, StoreError};
 use crate::tile::{self, TileError, TileKind, TilePath};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 const META_SIZE: &[u8] = b"size";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
@@ -217,12 +217,13 @@ impl<S: ReadStore + ?Sized> HashReader for MemoHashes<'_, S> {
     }
 }
 
-pub(crate) use crate::mappage::MapPages;
+pub(crate) use crate::mappage::{HotPages, MapPages};
 
 /// The state of one batch being built: nothing here is visible to readers
 /// or durable until [`Ledger::seal`] commits it.
 struct Work<'a, S: Store> {
     store: &'a S,
+    hot: &'a HotPages,
     batch: Batch,
     frontier: Frontier,
     dedup: HashMap<Hash, u64>,
@@ -308,6 +309,8 @@ pub struct Ledger<S: Store> {
     frontier: Frontier,
     registry: Registry,
     last_head_ms: u64,
+    /// The map's top pages as committed (published with each checkpoint).
+    hot: Arc<HotPages>,
 }
 
 impl<S: Store> std::ops::Deref for Ledger<S> {
@@ -356,9 +359,11 @@ impl<S: Store> Ledger<S> {
             frontier: Frontier::new(),
             registry: Registry::new(),
             last_head_ms: 0,
+            hot: Arc::new(HotPages::unknown()),
         };
         let size = match ledger.reader.store.get(Space::Meta, META_SIZE)? {
             None => {
+                ledger.hot = Arc::new(HotPages::load(&*ledger.reader.store)?);
                 let sealed = seal(ledger.work(), now_ms, 0);
                 ledger.install(sealed)?;
                 return Ok(ledger);
@@ -409,8 +414,9 @@ impl<S: Store> Ledger<S> {
             }
             Err(e) => return Err(LedgerError::Corrupt(format!("last entry: {e}"))),
         };
-        let map_root =
-            smt::root(&MapPages::new(&*ledger.reader.store)).map_err(corrupt("status map"))?;
+        ledger.hot = Arc::new(HotPages::load(&*ledger.reader.store)?);
+        let map_root = smt::root(&MapPages::with_hot(&*ledger.reader.store, &ledger.hot))
+            .map_err(corrupt("status map"))?;
         if map_root != head.map_root {
             return Err(LedgerError::Corrupt(format!(
                 "status map root {} differs from the last head record's {}",
@@ -448,13 +454,20 @@ impl<S: Store> Ledger<S> {
         self.registry.values()
     }
 
+    /// Publishes `c` with the map's top pages as committed now.
     fn set_checkpoint(&self, c: Option<VerifiedCheckpoint>) {
         *self
             .reader
             .shared
-            .checkpoint
+            .published
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = c;
+            .unwrap_or_else(|p| p.into_inner()) = c.map(|checkpoint| {
+            Arc::new(Published {
+                checkpoint,
+                hot: self.hot.clone(),
+                head: OnceLock::new(),
+            })
+        });
     }
 
     fn set_poisoned(&self, why: String) {
@@ -469,6 +482,7 @@ impl<S: Store> Ledger<S> {
     fn work(&self) -> Work<'_, S> {
         Work {
             store: &*self.reader.store,
+            hot: &self.hot,
             batch: Batch::new(),
             frontier: self.frontier.clone(),
             dedup: HashMap::new(),
@@ -607,6 +621,7 @@ impl<S: Store> Ledger<S> {
         self.frontier = sealed.frontier;
         self.registry = sealed.registry;
         self.last_head_ms = sealed.head_ms;
+        self.hot = Arc::new(sealed.hot);
         // 4. Consistency check, sign, persist durably; then release.
         self.publish_checkpoint()
             .inspect_err(|e| self.set_poisoned(e.to_string()))
@@ -624,10 +639,11 @@ impl<S: Store> Ledger<S> {
         let last = self
             .reader
             .shared
-            .checkpoint
+            .published
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
+            .as_ref()
+            .map(|p| p.checkpoint.clone());
         if let Some(old) = &last {
             if new.size() < old.size() {
                 return Err(LedgerError::WouldFork(format!(
@@ -667,8 +683,19 @@ impl<S: Store> Ledger<S> {
 /// whether a storage failure stopped the writer.
 #[derive(Default)]
 struct Shared {
-    checkpoint: std::sync::RwLock<Option<VerifiedCheckpoint>>,
+    published: std::sync::RwLock<Option<Arc<Published>>>,
     poisoned: std::sync::RwLock<Option<String>>,
+}
+
+/// A published checkpoint, with what every status proof against it shares.
+struct Published {
+    checkpoint: VerifiedCheckpoint,
+    /// The map's top pages as committed when it was published. A batch
+    /// committed later but not yet published is not in them.
+    hot: Arc<HotPages>,
+    /// The head record that ends the checkpoint, with its inclusion proof
+    /// and map root: made by the first status proof that needs it.
+    head: OnceLock<(LoggedEntry, Hash)>,
 }
 
 /// The read side of the ledger: cheap to clone, usable from any thread
@@ -694,9 +721,13 @@ impl<S: Store> Clone for LedgerReader<S> {
 impl<S: Store> LedgerReader<S> {
     /// The last published (signed and persisted) checkpoint.
     pub fn checkpoint(&self) -> VerifiedCheckpoint {
+        self.published().checkpoint.clone()
+    }
+
+    fn published(&self) -> Arc<Published> {
         let c = self
             .shared
-            .checkpoint
+            .published
             .read()
             .unwrap_or_else(|p| p.into_inner());
         match &*c {
@@ -958,60 +989,72 @@ impl<S: Store> LedgerReader<S> {
         &self,
         credential: &CredentialId,
     ) -> Result<Option<StatusProof>, LedgerError> {
-        let ckpt = self.checkpoint();
-        let size = ckpt.size();
-        let head_entry = self.read_entry(size - 1)?;
-        let head_root = match Entry::decode(&head_entry) {
-            Ok(Entry::Head(h)) => h.map_root,
-            _ => {
-                return Err(LedgerError::Corrupt(format!(
-                    "entry {} ends the checkpoint but is not a head record",
-                    size - 1
-                )))
+        let published = self.published();
+        let size = published.checkpoint.size();
+        let (head, head_root) = match published.head.get() {
+            Some(h) => h.clone(),
+            None => {
+                let h = self.head_of(size)?;
+                // Another reader may have set it first: the same value.
+                let _ = published.head.set(h.clone());
+                h
             }
         };
         let key = smt::map_key(&credential.0);
-        let map_proof =
-            smt::prove(&MapPages::new(&*self.store), &key).map_err(corrupt("status map proof"))?;
+        let map_proof = smt::prove(&MapPages::with_hot(&*self.store, &published.hot), &key)
+            .map_err(corrupt("status map proof"))?;
         if smt::verify(&head_root, &key, &map_proof).is_err() {
             return Ok(None);
         }
-        let last_index = match &map_proof.terminal {
-            smt::Terminal::Leaf { key: k, value } if *k == key => Some(
-                rules::StatusRecord::decode(value)
+        let event = match &map_proof.terminal {
+            smt::Terminal::Leaf { key: k, value } if *k == key => {
+                let index = rules::StatusRecord::decode(value)
                     .map_err(corrupt("status map leaf"))?
-                    .last_index,
-            ),
+                    .last_index;
+                let inclusion = self
+                    .inclusion_proofs(&[index], size)?
+                    .pop()
+                    .ok_or_else(|| LedgerError::Corrupt("an inclusion proof is missing".into()))?;
+                Some(LoggedEntry {
+                    index,
+                    entry: self.read_entry(index)?,
+                    inclusion,
+                })
+            }
             _ => None,
-        };
-        // Both inclusion proofs at once: they share their upper hashes.
-        let indexes: Vec<u64> = std::iter::once(size - 1).chain(last_index).collect();
-        let mut proofs = self.inclusion_proofs(&indexes, size)?.into_iter();
-        let mut next_proof = || {
-            proofs
-                .next()
-                .ok_or_else(|| LedgerError::Corrupt("an inclusion proof is missing".into()))
-        };
-        let head = LoggedEntry {
-            index: size - 1,
-            entry: head_entry,
-            inclusion: next_proof()?,
-        };
-        let event = match last_index {
-            Some(index) => Some(LoggedEntry {
-                index,
-                entry: self.read_entry(index)?,
-                inclusion: next_proof()?,
-            }),
-            None => None,
         };
         Ok(Some(StatusProof {
             credential: *credential,
-            checkpoint: ckpt.note_text().to_string(),
+            checkpoint: published.checkpoint.note_text().to_string(),
             head,
             map_proof: map_proof.encode(),
             event,
         }))
+    }
+
+    /// The head record that ends the tree of `size`, with its inclusion
+    /// proof (verified) and the map root it records.
+    fn head_of(&self, size: u64) -> Result<(LoggedEntry, Hash), LedgerError> {
+        let index = size - 1;
+        let entry = self.read_entry(index)?;
+        let map_root = match Entry::decode(&entry) {
+            Ok(Entry::Head(h)) => h.map_root,
+            _ => {
+                return Err(LedgerError::Corrupt(format!(
+                    "entry {index} ends the checkpoint but is not a head record"
+                )))
+            }
+        };
+        let inclusion = self
+            .inclusion_proofs(&[index], size)?
+            .pop()
+            .ok_or_else(|| LedgerError::Corrupt("an inclusion proof is missing".into()))?;
+        let head = LoggedEntry {
+            index,
+            entry,
+            inclusion,
+        };
+        Ok((head, map_root))
     }
 }
 
@@ -1020,6 +1063,7 @@ struct Sealed {
     frontier: Frontier,
     registry: Registry,
     head_ms: u64,
+    hot: HotPages,
 }
 
 /// Finishes a batch: credential index and status map, head record, then
@@ -1042,10 +1086,11 @@ fn seal<S: Store>(
             None => work.batch.delete(Space::Holder, holder.0),
         }
     }
-    let pages = MapPages::new(work.store);
+    let pages = MapPages::with_hot(work.store, work.hot);
     let map = smt::update(&pages, &updates)
         .map_err(|e| LedgerError::Store(StoreError::Io(format!("status map: {e}"))))?;
     pages.write(&map.writes, &mut work.batch)?;
+    let touched = pages.into_pages();
     // 2. The head record ends the batch; its time never goes backwards.
     let head = HeadRecord {
         time_ms: now_ms.max(last_head_ms),
@@ -1066,6 +1111,7 @@ fn seal<S: Store>(
         frontier: work.frontier,
         registry: work.registry,
         head_ms: head.time_ms,
+        hot: work.hot.absorb(touched),
     })
 }
 

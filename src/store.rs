@@ -634,7 +634,7 @@ impl Index {
             .snapshot()
             .get(ks, key)
             .map(|v| v.map(|v| v.to_vec()))
-            .map_err(index_err(format!("reading {space:?}")))
+            .map_err(|e| StoreError::Io(format!("reading {space:?}: {e}")))
     }
 }
 

@@ -158,13 +158,19 @@ struct Faulty {
     commits: AtomicUsize,
     fail_at: usize,
     persist_anyway: bool,
+    /// Reads of every space but the status map's pages.
     reads: AtomicUsize,
+    page_reads: AtomicUsize,
     failed: AtomicBool,
 }
 
 impl ReadStore for Faulty {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
+        match space {
+            Space::MapPage => &self.page_reads,
+            _ => &self.reads,
+        }
+        .fetch_add(1, Ordering::SeqCst);
         self.inner.get(space, key)
     }
 }
@@ -190,6 +196,7 @@ fn faulty(inner: Arc<MemStore>, fail_at: usize, persist_anyway: bool) -> Faulty 
         fail_at,
         persist_anyway,
         reads: AtomicUsize::new(0),
+        page_reads: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
     }
 }
@@ -320,18 +327,28 @@ fn open_cost_does_not_grow_with_the_log() {
         let store = faulty(mem, usize::MAX, false);
         let l = Ledger::open(store, log_signer(), T0).unwrap();
         let size = l.checkpoint().size();
-        (size, l.store().reads.load(Ordering::SeqCst))
+        let s = l.store();
+        (
+            size,
+            s.reads.load(Ordering::SeqCst),
+            s.page_reads.load(Ordering::SeqCst),
+        )
     };
-    let (small_n, small) = reads_for(10);
-    let (big_n, big) = reads_for(300);
+    let (small_n, small, small_pages) = reads_for(10);
+    let (big_n, big, big_pages) = reads_for(300);
     assert!(big_n > 25 * small_n);
     // log2(3300) ≈ 12: the stored-hash reads are bounded by popcount and
-    // tree height, the map root by one read.
+    // tree height.
     assert!(
         big <= small + 24,
         "open read {small} values at size {small_n}, {big} at {big_n}"
     );
     assert!(big < 64, "{big}");
+    // The map's top four levels of pages are loaded into memory, at most
+    // 1 + 16 + 256 + 4096 reads at any size: 3,000 keys already reach that
+    // bound (all 256 pages at depth 8 exist, so all 4,096 below are read).
+    assert!(small_pages < big_pages, "{small_pages} {big_pages}");
+    assert_eq!(big_pages, 1 + 16 + 256 + 4096);
 }
 
 #[test]
