@@ -23,7 +23,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use revledger::checkpoint::{self, Checkpoint};
-use revledger::entry::{Action, CredentialId, Event, HolderTag, KindSet, SignedEvent};
+use revledger::entry::{CredentialId, Event, HolderTag, KindSet, SignedEvent};
 use revledger::hash::{self, Hash};
 use revledger::ledger::{self, Submitter};
 use revledger::note::{KeyName, NoteSigner};
@@ -82,17 +82,13 @@ fn event(rng: &mut ChaCha8Rng, issuer: &NoteSigner) -> Event {
     rng.fill_bytes(&mut id);
     let mut holder = [0u8; 32];
     rng.fill_bytes(&mut holder);
-    Event {
-        action: Action::Issue {
-            not_before_ms: T0,
-            not_after_ms: T0 + 5 * 365 * 86_400_000,
-            replaces: None,
-        },
-        credential: CredentialId(id),
-        holder: HolderTag(holder),
-        issuer_key_id: issuer.id(),
-        issued_at_ms: T0,
-    }
+    Event::issue(
+        CredentialId(id),
+        HolderTag(holder),
+        issuer.id(),
+        T0,
+        5 * 365 * 86_400_000,
+    )
 }
 
 fn bench_sign(c: &mut Criterion, rng: &mut ChaCha8Rng) {

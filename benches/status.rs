@@ -27,7 +27,7 @@ use jmt::mock::MockTreeStore;
 use jmt::{KeyHash, Sha256Jmt};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use revledger::entry::{Action, CredentialId, Event, HolderTag, KindSet};
+use revledger::entry::{CredentialId, Event, HolderTag, KindSet};
 use revledger::hash::{self, Hash};
 use revledger::ledger::{Ledger, Outcome, Submitter};
 use revledger::note::{KeyName, NoteSigner, NoteVerifier};
@@ -86,17 +86,13 @@ fn issue_events(n: usize) -> (Vec<CredentialId>, Vec<Vec<u8>>) {
             let (mut id, mut holder) = ([0u8; 32], [0u8; 32]);
             rng.fill_bytes(&mut id);
             rng.fill_bytes(&mut holder);
-            let entry = Event {
-                action: Action::Issue {
-                    not_before_ms: T0,
-                    not_after_ms: T0 + 5 * 365 * 86_400_000,
-                    replaces: None,
-                },
-                credential: CredentialId(id),
-                holder: HolderTag(holder),
-                issuer_key_id: issuer.id(),
-                issued_at_ms: T0,
-            }
+            let entry = Event::issue(
+                CredentialId(id),
+                HolderTag(holder),
+                issuer.id(),
+                T0,
+                5 * 365 * 86_400_000,
+            )
             .sign(issuer.signing_key())
             .encode();
             (CredentialId(id), entry)

@@ -412,6 +412,28 @@ pub fn check_key_name(name: &str) -> Result<(), EntryError> {
 }
 
 impl Event {
+    /// A first issuance (replacing nothing) of `credential` to `holder`,
+    /// signed at `at_ms` and valid from then for `valid_ms`.
+    pub fn issue(
+        credential: CredentialId,
+        holder: HolderTag,
+        issuer_key_id: u32,
+        at_ms: u64,
+        valid_ms: u64,
+    ) -> Event {
+        Event {
+            action: Action::Issue {
+                not_before_ms: at_ms,
+                not_after_ms: at_ms.saturating_add(valid_ms),
+                replaces: None,
+            },
+            credential,
+            holder,
+            issuer_key_id,
+            issued_at_ms: at_ms,
+        }
+    }
+
     /// The event's bytes without the signature: exactly what the issuer signs
     /// (after [`EVENT_SIGNATURE_DOMAIN`]).
     pub fn encode_unsigned(&self) -> Vec<u8> {

@@ -134,6 +134,27 @@ pub enum Outcome {
     Refused(Refusal),
 }
 
+/// Entries with the result of checking each one's issuer and signature
+/// ([`LedgerReader::authorize`]), and the registry they were checked
+/// against.
+pub struct Authorized {
+    entries: Vec<Vec<u8>>,
+    checks: Vec<Result<(), Refusal>>,
+    registry: Arc<Registry>,
+}
+
+impl Authorized {
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 /// What one batch did: an outcome per submitted event, in order, and the
 /// checkpoint that covers every accepted and duplicate event.
 #[derive(Debug, Clone)]
@@ -229,7 +250,7 @@ struct Work<'a, S: Store> {
     dedup: HashMap<Hash, u64>,
     credentials: BTreeMap<CredentialId, Credential>,
     holders: BTreeMap<HolderTag, Option<CredentialId>>,
-    registry: Registry,
+    registry: Arc<Registry>,
     registry_changed: bool,
 }
 
@@ -307,7 +328,9 @@ pub struct Ledger<S: Store> {
     signer: NoteSigner,
     /// The right edge of the committed tree: O(log n) hashes.
     frontier: Frontier,
-    registry: Registry,
+    /// Replaced (never changed in place) when a batch changes it, so that
+    /// [`Authorized`] can tell whether it was checked against this one.
+    registry: Arc<Registry>,
     last_head_ms: u64,
     /// The map's top pages as committed (published with each checkpoint).
     hot: Arc<HotPages>,
@@ -357,7 +380,7 @@ impl<S: Store> Ledger<S> {
             },
             signer,
             frontier: Frontier::new(),
-            registry: Registry::new(),
+            registry: Arc::default(),
             last_head_ms: 0,
             hot: Arc::new(HotPages::unknown()),
         };
@@ -425,10 +448,10 @@ impl<S: Store> Ledger<S> {
             )));
         }
         ledger.last_head_ms = head.time_ms;
-        ledger.registry = match ledger.reader.store.get(Space::Meta, META_REGISTRY)? {
+        ledger.registry = Arc::new(match ledger.reader.store.get(Space::Meta, META_REGISTRY)? {
             None => Registry::new(),
             Some(v) => decode_registry(&v)?,
-        };
+        });
         let complete = published.as_ref().map(|c| c.size()) == Some(size);
         ledger.set_checkpoint(published);
         if !complete {
@@ -464,6 +487,7 @@ impl<S: Store> Ledger<S> {
             .unwrap_or_else(|p| p.into_inner()) = c.map(|checkpoint| {
             Arc::new(Published {
                 checkpoint,
+                registry: self.registry.clone(),
                 hot: self.hot.clone(),
                 head: OnceLock::new(),
             })
@@ -517,6 +541,41 @@ impl<S: Store> Ledger<S> {
         // Signature checks dominate admission and need no state but the
         // registry: run them on every core first, then admit in order.
         let auth = authorize_all(&self.registry, entries);
+        self.append_checked(entries, auth, now_ms)
+    }
+
+    /// [`Ledger::append_events`] for events whose signatures and issuers
+    /// were checked ahead of the writer ([`LedgerReader::authorize`]), in
+    /// the order given. A part checked against a registry that has changed
+    /// since is checked again here.
+    ///
+    /// # Errors
+    /// As [`Ledger::append_events`].
+    pub fn append_authorized(
+        &mut self,
+        parts: Vec<Authorized>,
+        now_ms: u64,
+    ) -> Result<BatchResult, LedgerError> {
+        self.check_usable()?;
+        let mut entries = Vec::with_capacity(parts.iter().map(Authorized::len).sum());
+        let mut auth = Vec::with_capacity(entries.capacity());
+        for part in parts {
+            if Arc::ptr_eq(&part.registry, &self.registry) {
+                auth.extend(part.checks);
+            } else {
+                auth.extend(authorize_all(&self.registry, &part.entries));
+            }
+            entries.extend(part.entries);
+        }
+        self.append_checked(&entries, auth, now_ms)
+    }
+
+    fn append_checked(
+        &mut self,
+        entries: &[Vec<u8>],
+        auth: Vec<Result<(), Refusal>>,
+        now_ms: u64,
+    ) -> Result<BatchResult, LedgerError> {
         let mut work = self.work();
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut appended = 0usize;
@@ -579,7 +638,7 @@ impl<S: Store> Ledger<S> {
             }
         }
         let mut changes = Vec::new();
-        for (id, s) in &self.registry {
+        for (id, s) in self.registry.iter() {
             if !want.contains_key(id) {
                 changes.push(registry_change(
                     RegistryOp::Remove,
@@ -607,7 +666,7 @@ impl<S: Store> Ledger<S> {
             let leaf = leaf_hash(&bytes);
             work.push_entry(bytes, leaf)?;
         }
-        work.registry = want;
+        work.registry = Arc::new(want);
         work.registry_changed = true;
         let sealed = seal(work, now_ms, self.last_head_ms);
         self.install(sealed)?;
@@ -690,6 +749,8 @@ struct Shared {
 /// A published checkpoint, with what every status proof against it shares.
 struct Published {
     checkpoint: VerifiedCheckpoint,
+    /// The submitter registry at the end of that tree.
+    registry: Arc<Registry>,
     /// The map's top pages as committed when it was published. A batch
     /// committed later but not yet published is not in them.
     hot: Arc<HotPages>,
@@ -722,6 +783,20 @@ impl<S: Store> LedgerReader<S> {
     /// The last published (signed and persisted) checkpoint.
     pub fn checkpoint(&self) -> VerifiedCheckpoint {
         self.published().checkpoint.clone()
+    }
+
+    /// Checks `entries`' issuers and signatures against the registry of
+    /// the last published checkpoint, on this thread: the expensive part
+    /// of admission, done ahead of the writer by whoever received them.
+    /// The writer takes the result in [`Ledger::append_authorized`].
+    pub fn authorize(&self, entries: Vec<Vec<u8>>) -> Authorized {
+        let registry = self.published().registry.clone();
+        let checks = entries.iter().map(|e| check_entry(&registry, e)).collect();
+        Authorized {
+            entries,
+            checks,
+            registry,
+        }
     }
 
     fn published(&self) -> Arc<Published> {
@@ -1061,7 +1136,7 @@ impl<S: Store> LedgerReader<S> {
 /// What a committed batch changes in the ledger's memory.
 struct Sealed {
     frontier: Frontier,
-    registry: Registry,
+    registry: Arc<Registry>,
     head_ms: u64,
     hot: HotPages,
 }
@@ -1185,14 +1260,20 @@ impl<S: ReadStore + ?Sized> crate::audit::LogSource for StoredLog<'_, S> {
 
 /// [`authorize`] for every entry that decodes as an event (others are
 /// refused by [`admit`] before this result is used), in parallel.
+/// [`authorize`] for an event entry; anything else is refused later, by
+/// admission.
+fn check_entry(registry: &Registry, raw: &[u8]) -> Result<(), Refusal> {
+    match Entry::decode(raw) {
+        Ok(Entry::Event(e)) => authorize(registry, &e),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn authorize_all<E: AsRef<[u8]> + Sync>(
     registry: &Registry,
     entries: &[E],
 ) -> Vec<Result<(), Refusal>> {
-    let check = |raw: &E| match Entry::decode(raw.as_ref()) {
-        Ok(Entry::Event(e)) => authorize(registry, &e),
-        _ => Ok(()),
-    };
+    let check = |raw: &E| check_entry(registry, raw.as_ref());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || entries.len() < 64 {
         return entries.iter().map(check).collect();

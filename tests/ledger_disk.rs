@@ -2,9 +2,9 @@
 //! recovery between commit and checkpoint, corruption detection, and
 //! start-up cost independent of the log's size.
 
-use revledger::entry::{Action, CredentialId, Event, HolderTag, KindSet};
+use revledger::entry::{CredentialId, Event, HolderTag, KindSet};
 use revledger::hash::Hash;
-use revledger::ledger::{Ledger, LedgerError, Outcome, Submitter};
+use revledger::ledger::{Ledger, LedgerError, Outcome, Refusal, Submitter};
 use revledger::merkle;
 use revledger::note::{KeyName, NoteSigner};
 use revledger::store::{Batch, DiskStore, MemStore, ReadStore, Space, Store, StoreError};
@@ -28,24 +28,27 @@ fn submitters() -> Vec<Submitter> {
     }]
 }
 
-fn issue(n: u32) -> Vec<u8> {
+const FIVE_YEARS_MS: u64 = 5 * 365 * 86_400_000;
+
+/// Issue event number `n`, signed by `by`.
+fn issue_by(by: &NoteSigner, n: u32) -> Vec<u8> {
     let mut id = [0u8; 32];
     id[..4].copy_from_slice(&n.to_be_bytes());
     let mut holder = [0xaa; 32];
     holder[..4].copy_from_slice(&n.to_be_bytes());
-    Event {
-        action: Action::Issue {
-            not_before_ms: T0,
-            not_after_ms: T0 + 5 * 365 * 86_400_000,
-            replaces: None,
-        },
-        credential: CredentialId(id),
-        holder: HolderTag(holder),
-        issuer_key_id: issuer().id(),
-        issued_at_ms: T0,
-    }
-    .sign(issuer().signing_key())
+    Event::issue(
+        CredentialId(id),
+        HolderTag(holder),
+        by.id(),
+        T0,
+        FIVE_YEARS_MS,
+    )
+    .sign(by.signing_key())
     .encode()
+}
+
+fn issue(n: u32) -> Vec<u8> {
+    issue_by(&issuer(), n)
 }
 
 fn accepted(o: &Outcome) -> u64 {
@@ -349,6 +352,44 @@ fn open_cost_does_not_grow_with_the_log() {
     // bound (all 256 pages at depth 8 exist, so all 4,096 below are read).
     assert!(small_pages < big_pages, "{small_pages} {big_pages}");
     assert_eq!(big_pages, 1 + 16 + 256 + 4096);
+}
+
+#[test]
+fn checks_made_ahead_of_the_writer_are_redone_when_the_registry_changed() {
+    let mut l = Ledger::open(MemStore::new(), log_signer(), T0).unwrap();
+    l.reconcile_submitters(&submitters(), T0).unwrap();
+    let r = l.reader_handle();
+    let other = NoteSigner::from_seed(KeyName::new("other.example").unwrap(), [3; 32]);
+    let both = [
+        submitters()[0].clone(),
+        Submitter {
+            key: other.verifier(),
+            kinds: KindSet::ALL,
+        },
+    ];
+    let unknown = |o: &Outcome| matches!(o, Outcome::Refused(Refusal::UnknownIssuer(id)) if *id == other.id());
+    // Checked while `other` is unknown, appended once it is registered.
+    let early = r.authorize(vec![issue(1), issue_by(&other, 2)]);
+    l.reconcile_submitters(&both, T0 + 1).unwrap();
+    let b = l.append_authorized(vec![early], T0 + 2).unwrap();
+    let first = accepted(&b.outcomes[0]);
+    assert_eq!(accepted(&b.outcomes[1]), first + 1);
+    // Checked while `other` is registered, appended after its removal.
+    let early = r.authorize(vec![issue_by(&other, 3)]);
+    l.reconcile_submitters(&submitters(), T0 + 3).unwrap();
+    let b = l.append_authorized(vec![early], T0 + 4).unwrap();
+    assert!(unknown(&b.outcomes[0]), "{:?}", b.outcomes);
+    // Registry unchanged: several parts, in order, as one batch.
+    let parts = vec![
+        r.authorize(vec![issue_by(&other, 4), issue(5)]),
+        r.authorize(vec![issue(5), issue(6)]),
+    ];
+    let b = l.append_authorized(parts, T0 + 5).unwrap();
+    assert!(unknown(&b.outcomes[0]), "{:?}", b.outcomes);
+    let five = accepted(&b.outcomes[1]);
+    assert!(matches!(b.outcomes[2], Outcome::Duplicate { index, .. } if index == five));
+    assert_eq!(accepted(&b.outcomes[3]), five + 1);
+    assert_eq!(b.checkpoint.size(), five + 3);
 }
 
 #[test]

@@ -433,7 +433,17 @@ async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Response, 
         });
     }
     let single = entries.len() == 1;
-    let results = state.sequencer.submit(entries).await?;
+    // The signature checks, off the sequencer: requests are checked in
+    // parallel with each other and with the batch being committed.
+    let reader = state.ledger.clone();
+    let checked = tokio::task::spawn_blocking(move || reader.authorize(entries))
+        .await
+        .map_err(|e| {
+            // Cancelled at shutdown, or a bug (a panic).
+            tracing::error!(error = %e, "signature checks did not finish");
+            ApiError::unavailable("stopping", "the node is stopping", 5)
+        })?;
+    let results = state.sequencer.submit(checked).await?;
     if single {
         if let Some(Err(r)) = results.first() {
             return Err(ApiError::from_refusal(r));

@@ -10,7 +10,7 @@
 
 use super::metrics::Metrics;
 use super::{AcceptedJson, ApiError, InclusionJson, SharedLedger};
-use crate::ledger::{LedgerError, Outcome, Refusal};
+use crate::ledger::{Authorized, LedgerError, Outcome, Refusal};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -46,7 +46,14 @@ impl Default for SequencerConfig {
 pub type ItemResult = Result<AcceptedJson, Refusal>;
 
 struct Job {
-    entries: Vec<Vec<u8>>,
+    entries: Authorized,
+    arrived: Instant,
+    reply: oneshot::Sender<Result<Vec<ItemResult>, ApiError>>,
+}
+
+/// Where a job's answer goes once its entries went into a batch.
+struct Reply {
+    len: usize,
     arrived: Instant,
     reply: oneshot::Sender<Result<Vec<ItemResult>, ApiError>>,
 }
@@ -101,7 +108,7 @@ impl Sequencer {
     ///
     /// # Errors
     /// 503 with `Retry-After` when the queue is full or the node stops.
-    pub async fn submit(&self, entries: Vec<Vec<u8>>) -> Result<Vec<ItemResult>, ApiError> {
+    pub async fn submit(&self, entries: Authorized) -> Result<Vec<ItemResult>, ApiError> {
         let n = entries.len() as u64;
         let (reply, rx) = oneshot::channel();
         let job = Job {
@@ -186,10 +193,18 @@ fn heartbeat(ledger: &SharedLedger, metrics: &Metrics) {
 
 /// One batch: sequence every job's entries together, then answer each job.
 fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
-    let all: Vec<Vec<u8>> = jobs
-        .iter()
-        .flat_map(|j| j.entries.iter().cloned())
-        .collect();
+    let (parts, jobs): (Vec<Authorized>, Vec<Reply>) = jobs
+        .into_iter()
+        .map(|j| {
+            let reply = Reply {
+                len: j.entries.len(),
+                arrived: j.arrived,
+                reply: j.reply,
+            };
+            (j.entries, reply)
+        })
+        .unzip();
+    let events: usize = jobs.iter().map(|j| j.len).sum();
     let result = {
         let mut l = ledger.lock().unwrap_or_else(|p| p.into_inner());
         // After a storage failure, reopen (which runs the recovery checks)
@@ -200,12 +215,12 @@ fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
             }
         }
         let before = l.checkpoint().size();
-        l.append_events(&all, now_ms()).map(|b| (b, before))
+        l.append_authorized(parts, now_ms()).map(|b| (b, before))
     };
     let (batch, before) = match result {
         Ok(b) => b,
         Err(e) => {
-            tracing::error!(error = %e, events = all.len(), "batch failed; nothing acknowledged");
+            tracing::error!(error = %e, events, "batch failed; nothing acknowledged");
             for job in jobs {
                 let _ = job.reply.send(Err(ApiError::from(e.clone())));
             }
@@ -243,9 +258,9 @@ fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
     };
     let mut outcomes = batch.outcomes.into_iter();
     for job in jobs {
-        let mut items = Vec::with_capacity(job.entries.len());
+        let mut items = Vec::with_capacity(job.len);
         let mut failure = proof_failure.clone();
-        for outcome in outcomes.by_ref().take(job.entries.len()) {
+        for outcome in outcomes.by_ref().take(job.len) {
             let (index, leaf_hash, duplicate) = match outcome {
                 Outcome::Accepted { index, leaf_hash } => {
                     metrics.accepted.fetch_add(1, Ordering::Relaxed);
