@@ -27,7 +27,7 @@ use crate::entry::{Entry, RegistryOp};
 use crate::hash::{leaf_hash, Hash};
 use crate::ledger::{
     authorize, authorize_all, decode_registry, encode_registry, read_credential, read_holder,
-    u64_value, Hashes, LedgerError, MapPages, Refusal, Registry, Submitter,
+    u64_value, Hashes, HotPages, LedgerError, MapPages, Refusal, Registry, Submitter,
 };
 use crate::merkle::Frontier;
 use crate::note::{KeyName, NoteVerifier};
@@ -416,6 +416,8 @@ struct Replay<'a, S: Store> {
     head_ms: u64,
     /// Status map updates since the last head record.
     pending_map: BTreeMap<Hash, Vec<u8>>,
+    /// The replayed map's top pages, as the overlay holds them.
+    hot: HotPages,
 }
 
 impl<S: Store> StateView for Replay<'_, S> {
@@ -457,6 +459,7 @@ impl<'a, S: Store> Replay<'a, S> {
             registry,
             head_ms,
             pending_map: BTreeMap::new(),
+            hot: HotPages::load(store)?,
         })
     }
 
@@ -562,7 +565,7 @@ impl<'a, S: Store> Replay<'a, S> {
                 self.head_ms = head.time_ms;
                 let updates: Vec<(Hash, Vec<u8>)> =
                     std::mem::take(&mut self.pending_map).into_iter().collect();
-                let pages = MapPages::new(&self.overlay);
+                let pages = MapPages::with_hot(&self.overlay, &self.hot);
                 let map = smt::update(&pages, &updates).map_err(|e| {
                     ReplayError::State(AuditError::State(format!("status map: {e}")))
                 })?;
@@ -575,6 +578,8 @@ impl<'a, S: Store> Replay<'a, S> {
                     }
                     .into());
                 }
+                // The batch is applied to the overlay below, unconditionally.
+                self.hot = self.hot.absorb(pages.into_pages());
             }
         }
         self.overlay.apply(batch);

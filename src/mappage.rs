@@ -235,6 +235,7 @@ pub(crate) struct MapPages<'a, S: ReadStore + ?Sized> {
 }
 
 impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
+    #[cfg(test)]
     pub(crate) fn new(store: &'a S) -> Self {
         MapPages {
             store,
