@@ -433,6 +433,8 @@ async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Response, 
         });
     }
     let single = entries.len() == 1;
+    // A place in the queue first: a full queue costs no signature checks.
+    let slot = state.sequencer.reserve()?;
     // The signature checks, off the sequencer: requests are checked in
     // parallel with each other and with the batch being committed.
     let reader = state.ledger.clone();
@@ -443,7 +445,7 @@ async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Response, 
             tracing::error!(error = %e, "signature checks did not finish");
             ApiError::unavailable("stopping", "the node is stopping", 5)
         })?;
-    let results = state.sequencer.submit(checked).await?;
+    let results = slot.submit(checked).await?;
     if single {
         if let Some(Err(r)) = results.first() {
             return Err(ApiError::from_refusal(r));

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 /// Tuning of the sequencer.
 #[derive(Clone, Debug)]
@@ -47,6 +47,8 @@ pub type ItemResult = Result<AcceptedJson, Refusal>;
 
 struct Job {
     entries: Authorized,
+    /// Its place in the queue, given back when the sequencer takes it.
+    _slot: OwnedSemaphorePermit,
     arrived: Instant,
     reply: oneshot::Sender<Result<Vec<ItemResult>, ApiError>>,
 }
@@ -62,6 +64,10 @@ struct Reply {
 #[derive(Clone)]
 pub struct Sequencer {
     tx: SyncSender<Job>,
+    /// Places in the queue: held from before a request's signature checks
+    /// until the sequencer takes the request, so that a full queue is
+    /// refused before any work is spent on it.
+    slots: Arc<Semaphore>,
     running: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 }
@@ -86,6 +92,7 @@ impl Sequencer {
         let running = Arc::new(AtomicBool::new(true));
         let seq = Sequencer {
             tx,
+            slots: Arc::new(Semaphore::new(config.queue_requests.max(1))),
             running: running.clone(),
             metrics: metrics.clone(),
         };
@@ -104,24 +111,63 @@ impl Sequencer {
         self.running.load(Ordering::SeqCst)
     }
 
-    /// Queues `entries` and waits until they are sequenced and checkpointed.
+    /// A place in the queue for one request, taken before its signatures
+    /// are checked.
     ///
     /// # Errors
     /// 503 with `Retry-After` when the queue is full or the node stops.
-    pub async fn submit(&self, entries: Authorized) -> Result<Vec<ItemResult>, ApiError> {
+    pub fn reserve(&self) -> Result<Slot, ApiError> {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Slot {
+                sequencer: self.clone(),
+                permit,
+            }),
+            Err(TryAcquireError::NoPermits) => {
+                self.metrics.shed.fetch_add(1, Ordering::Relaxed);
+                Err(ApiError::unavailable(
+                    "overloaded",
+                    "the submission queue is full; retry later",
+                    1,
+                ))
+            }
+            Err(TryAcquireError::Closed) => {
+                Err(ApiError::unavailable("stopping", "the node is stopping", 5))
+            }
+        }
+    }
+}
+
+/// A reserved place in the submission queue ([`Sequencer::reserve`]).
+pub struct Slot {
+    sequencer: Sequencer,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    /// Queues `entries` and waits until they are sequenced and checkpointed.
+    ///
+    /// # Errors
+    /// 503 with `Retry-After` when the node stops.
+    pub async fn submit(self, entries: Authorized) -> Result<Vec<ItemResult>, ApiError> {
+        let Slot { sequencer, permit } = self;
         let n = entries.len() as u64;
         let (reply, rx) = oneshot::channel();
         let job = Job {
             entries,
+            _slot: permit,
             arrived: Instant::now(),
             reply,
         };
-        match self.tx.try_send(job) {
+        match sequencer.tx.try_send(job) {
             Ok(()) => {
-                self.metrics.queue_depth.fetch_add(n, Ordering::Relaxed);
+                sequencer
+                    .metrics
+                    .queue_depth
+                    .fetch_add(n, Ordering::Relaxed);
             }
+            // Not while slots bound the queue to its capacity.
             Err(TrySendError::Full(_)) => {
-                self.metrics.shed.fetch_add(1, Ordering::Relaxed);
+                sequencer.metrics.shed.fetch_add(1, Ordering::Relaxed);
                 return Err(ApiError::unavailable(
                     "overloaded",
                     "the submission queue is full; retry later",
@@ -193,6 +239,7 @@ fn heartbeat(ledger: &SharedLedger, metrics: &Metrics) {
 
 /// One batch: sequence every job's entries together, then answer each job.
 fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
+    // Dropping each job's slot here frees its place in the queue.
     let (parts, jobs): (Vec<Authorized>, Vec<Reply>) = jobs
         .into_iter()
         .map(|j| {
