@@ -163,7 +163,7 @@ struct ServeArgs {
     /// Most events per batch.
     #[arg(long, default_value_t = 4096)]
     max_batch: usize,
-    /// Most queued submissions before answering 503.
+    /// Most submissions being checked or queued before answering 503.
     #[arg(long, default_value_t = 1024)]
     queue: usize,
     /// Append a head record alone after this many seconds without events.

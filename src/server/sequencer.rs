@@ -25,7 +25,7 @@ pub struct SequencerConfig {
     pub batch_interval: Duration,
     /// Most events in one batch.
     pub max_batch: usize,
-    /// Most submissions (requests) waiting; beyond it, 503.
+    /// Most submissions (requests) being checked or waiting; beyond it, 503.
     pub queue_requests: usize,
     /// A head record is appended alone after this long without events.
     pub heartbeat: Duration,
