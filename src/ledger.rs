@@ -1086,15 +1086,7 @@ impl<S: Store> LedgerReader<S> {
                 let index = rules::StatusRecord::decode(value)
                     .map_err(corrupt("status map leaf"))?
                     .last_index;
-                let inclusion = self
-                    .inclusion_proofs(&[index], size)?
-                    .pop()
-                    .ok_or_else(|| LedgerError::Corrupt("an inclusion proof is missing".into()))?;
-                Some(LoggedEntry {
-                    index,
-                    entry: self.read_entry(index)?,
-                    inclusion,
-                })
+                Some(self.logged_entry(index, size)?)
             }
             _ => None,
         };
@@ -1110,26 +1102,24 @@ impl<S: Store> LedgerReader<S> {
     /// The head record that ends the tree of `size`, with its inclusion
     /// proof (verified) and the map root it records.
     fn head_of(&self, size: u64) -> Result<(LoggedEntry, Hash), LedgerError> {
-        let index = size - 1;
-        let entry = self.read_entry(index)?;
-        let map_root = match Entry::decode(&entry) {
-            Ok(Entry::Head(h)) => h.map_root,
-            _ => {
-                return Err(LedgerError::Corrupt(format!(
-                    "entry {index} ends the checkpoint but is not a head record"
-                )))
-            }
-        };
-        let inclusion = self
-            .inclusion_proofs(&[index], size)?
-            .pop()
-            .ok_or_else(|| LedgerError::Corrupt("an inclusion proof is missing".into()))?;
-        let head = LoggedEntry {
+        let head = self.logged_entry(size - 1, size)?;
+        match Entry::decode(&head.entry) {
+            Ok(Entry::Head(h)) => Ok((head, h.map_root)),
+            _ => Err(LedgerError::Corrupt(format!(
+                "entry {} ends the checkpoint but is not a head record",
+                head.index
+            ))),
+        }
+    }
+
+    /// Entry `index` with its (verified) inclusion proof in the tree of
+    /// `size`.
+    fn logged_entry(&self, index: u64, size: u64) -> Result<LoggedEntry, LedgerError> {
+        Ok(LoggedEntry {
             index,
-            entry,
-            inclusion,
-        };
-        Ok((head, map_root))
+            inclusion: self.inclusion_proof(index, size)?,
+            entry: self.read_entry(index)?,
+        })
     }
 }
 

@@ -28,6 +28,13 @@ fn submitters() -> Vec<Submitter> {
     }]
 }
 
+/// A ledger opened at `T0` on `store`, with the issuer registered.
+fn registered<S: Store>(store: S) -> Ledger<S> {
+    let mut l = Ledger::open(store, log_signer(), T0).unwrap();
+    l.reconcile_submitters(&submitters(), T0).unwrap();
+    l
+}
+
 const FIVE_YEARS_MS: u64 = 5 * 365 * 86_400_000;
 
 /// Issue event number `n`, signed by `by`.
@@ -62,8 +69,7 @@ fn accepted(o: &Outcome) -> u64 {
 fn reopen_after_close_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let (ckpt, idx) = {
-        let mut l = Ledger::open(DiskStore::open(dir.path()).unwrap(), log_signer(), T0).unwrap();
-        l.reconcile_submitters(&submitters(), T0).unwrap();
+        let mut l = registered(DiskStore::open(dir.path()).unwrap());
         let r = l.append_events(&[issue(1), issue(2)], T0 + 1).unwrap();
         (r.checkpoint.clone(), accepted(&r.outcomes[1]))
     };
@@ -101,8 +107,7 @@ fn flip(path: &std::path::Path, at: u64) {
 fn the_log_files_on_disk_are_checked_like_any_stored_byte() {
     let dir = tempfile::tempdir().unwrap();
     let (ckpt, hashes) = {
-        let mut l = Ledger::open(DiskStore::open(dir.path()).unwrap(), log_signer(), T0).unwrap();
-        l.reconcile_submitters(&submitters(), T0).unwrap();
+        let mut l = registered(DiskStore::open(dir.path()).unwrap());
         let r = l
             .append_events(&[issue(1), issue(2), issue(3)], T0 + 1)
             .unwrap();
@@ -214,8 +219,7 @@ fn every_commit_fault_is_survived_and_nothing_unacknowledged_is_claimed() {
         for persist_anyway in [false, true] {
             let mem = Arc::new(MemStore::new());
             let before = {
-                let mut l = Ledger::open(mem.clone(), log_signer(), T0).unwrap();
-                l.reconcile_submitters(&submitters(), T0).unwrap();
+                let l = registered(mem.clone());
                 l.checkpoint().clone()
             };
             let store = faulty(mem.clone(), fail_at, persist_anyway);
@@ -267,8 +271,7 @@ fn every_commit_fault_is_survived_and_nothing_unacknowledged_is_claimed() {
 fn open_refuses_corrupted_hashes_and_foreign_keys() {
     let mem = Arc::new(MemStore::new());
     {
-        let mut l = Ledger::open(mem.clone(), log_signer(), T0).unwrap();
-        l.reconcile_submitters(&submitters(), T0).unwrap();
+        let mut l = registered(mem.clone());
         l.append_events(&[issue(1), issue(2), issue(3)], T0)
             .unwrap();
     }
@@ -320,8 +323,7 @@ fn open_cost_does_not_grow_with_the_log() {
     // O(log n), so the larger log costs at most a few more reads.
     let reads_for = |batches: u32| {
         let mem = Arc::new(MemStore::new());
-        let mut l = Ledger::open(mem.clone(), log_signer(), T0).unwrap();
-        l.reconcile_submitters(&submitters(), T0).unwrap();
+        let mut l = registered(mem.clone());
         for b in 0..batches {
             let evs: Vec<Vec<u8>> = (0..10).map(|i| issue(b * 10 + i)).collect();
             l.append_events(&evs, T0).unwrap();
@@ -356,8 +358,7 @@ fn open_cost_does_not_grow_with_the_log() {
 
 #[test]
 fn checks_made_ahead_of_the_writer_are_redone_when_the_registry_changed() {
-    let mut l = Ledger::open(MemStore::new(), log_signer(), T0).unwrap();
-    l.reconcile_submitters(&submitters(), T0).unwrap();
+    let mut l = registered(MemStore::new());
     let r = l.reader_handle();
     let other = NoteSigner::from_seed(KeyName::new("other.example").unwrap(), [3; 32]);
     let both = [
@@ -410,8 +411,7 @@ fn fsck_replay_finds_flipped_bytes_and_says_where() {
     use revledger::ledger::StoredLog;
     let mem = Arc::new(MemStore::new());
     let size = {
-        let mut l = Ledger::open(mem.clone(), log_signer(), T0).unwrap();
-        l.reconcile_submitters(&submitters(), T0).unwrap();
+        let mut l = registered(mem.clone());
         for b in 0..30 {
             let evs: Vec<Vec<u8>> = (0..10).map(|i| issue(b * 10 + i)).collect();
             l.append_events(&evs, T0).unwrap();
