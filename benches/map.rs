@@ -8,10 +8,14 @@
 //! N = 10^4, 10^5, 10^6 (`REVLEDGER_BENCH_MAP_MAX=5` caps N at 10^5, for
 //! quick runs). Each tree is built once per N (untimed) and reused.
 //!
-//! Ours reads nodes through `NodeReader`: `ours-btree` is the crate's own
-//! `BTreeMap<NodeId, Node>` reader (what `MapUpdate::apply_to` fills),
-//! `ours-hashmap` a bench-local `HashMap` reader, like jmt's
-//! `MockTreeStore` (a `HashMap` behind a `RwLock`).
+//! Ours reads nodes through `NodeReader`: `ours-pages` is what the ledger
+//! runs, the map's pages (`mappage`: four levels per stored value, the
+//! top four strata decoded in memory as `HotPages`) over the in-memory
+//! `MemStore` (encoded pages in a `BTreeMap` behind a `Mutex`), and its
+//! update includes encoding the changed pages into a `Batch`;
+//! `ours-btree` is the crate's own `BTreeMap<NodeId, Node>` reader (what
+//! `MapUpdate::apply_to` fills), `ours-hashmap` a bench-local `HashMap`
+//! reader, like jmt's `MockTreeStore` (a `HashMap` behind a `RwLock`).
 //!
 //! Groups (IDs are `<impl>/<N>`):
 //! - `map/update-insert`: compute the update for a batch of 1000 NEW keys
@@ -40,7 +44,9 @@ use jmt::{KeyHash, RootHash, Sha256Jmt};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use revledger::hash::Hash;
+use revledger::mappage::{HotPages, MapPages};
 use revledger::smt::{self, Lookup, MapProof, Node, NodeId, NodeReader};
+use revledger::store::{Batch, MemStore, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::time::Duration;
@@ -105,6 +111,8 @@ struct Fixture {
     ours_root: Hash,
     btree: BTreeMap<NodeId, Node>,
     hash: HashNodes,
+    pages: MemStore,
+    hot: HotPages,
     jmt_root: RootHash,
     jmt: MockTreeStore,
 }
@@ -136,6 +144,18 @@ fn fixture(n: usize) -> Fixture {
     let ours_root = up.root;
     assert_eq!(smt::root(&btree).unwrap(), ours_root);
     let hash = HashNodes(btree.iter().map(|(k, v)| (*k, v.clone())).collect());
+    let pages = MemStore::new();
+    let empty = HotPages::load(&pages).expect("empty pages");
+    let mut b = Batch::new();
+    MapPages::with_hot(&pages, &empty)
+        .write(&up.writes, &mut b)
+        .expect("page writes");
+    pages.commit(b).expect("page commit");
+    let hot = HotPages::load(&pages).expect("hot pages");
+    assert_eq!(
+        smt::root(&MapPages::with_hot(&pages, &hot)).unwrap(),
+        ours_root
+    );
 
     // jmt: one value set at version 0, written to the mock store.
     let jmt = MockTreeStore::default();
@@ -166,6 +186,8 @@ fn fixture(n: usize) -> Fixture {
         ours_root,
         btree,
         hash,
+        pages,
+        hot,
         jmt_root,
         jmt,
     }
@@ -188,6 +210,15 @@ fn bench_update(c: &mut Criterion, fx: &[Fixture], name: &str, pick: fn(&Fixture
         let ups = pick(f);
         tune(&mut group, n);
         group.throughput(Throughput::Elements(ups.len() as u64));
+        group.bench_with_input(BenchmarkId::new("ours-pages", n), &n, |b, _| {
+            b.iter(|| {
+                let pages = MapPages::with_hot(&f.pages, &f.hot);
+                let up = smt::update(&pages, black_box(ups)).unwrap();
+                let mut batch = Batch::new();
+                pages.write(&up.writes, &mut batch).unwrap();
+                (up.root, batch)
+            })
+        });
         group.bench_with_input(BenchmarkId::new("ours-btree", n), &n, |b, _| {
             b.iter(|| smt::update(&f.btree, black_box(ups)).unwrap())
         });
@@ -276,6 +307,10 @@ fn bench_proofs(c: &mut Criterion, fx: &[Fixture]) {
             let ks = keys(f);
             tune(&mut group, n);
             group.throughput(Throughput::Elements(1));
+            group.bench_with_input(BenchmarkId::new("ours-pages", n), &n, |b, _| {
+                let mut next = cycle(&ks);
+                b.iter(|| smt::prove(&MapPages::with_hot(&f.pages, &f.hot), next()).unwrap())
+            });
             group.bench_with_input(BenchmarkId::new("ours-btree", n), &n, |b, _| {
                 let mut next = cycle(&ks);
                 b.iter(|| smt::prove(&f.btree, next()).unwrap())

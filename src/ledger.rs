@@ -1,6 +1,8 @@
 //! The ledger: sequences events into the Merkle log, keeps the status map
-//! and the credential index, and signs checkpoints. The only writer of the
-//! [`Store`].
+//! and the holder and dedup indexes, and signs checkpoints. The only writer
+//! of the [`Store`]. A credential's record is not stored apart: its status
+//! is its map leaf, its holder named by the logged event the status points
+//! at.
 //!
 //! One batch is one straight sequence (see [`Ledger::append_events`]):
 //! admit each event (decode, dedup, registry, strict signature, rules) →
@@ -15,13 +17,13 @@
 
 use crate::checkpoint::{self, Checkpoint, VerifiedCheckpoint};
 use crate::entry::{
-    CredentialId, Entry, EntryError, EventKind, HeadRecord, HolderTag, KindSet, RegistryChange,
-    RegistryOp, SignedEvent, MAX_ENTRY_LEN,
+    Action, CredentialId, Entry, EntryError, EventKind, HeadRecord, HolderTag, KindSet,
+    RegistryChange, RegistryOp, SignedEvent, MAX_ENTRY_LEN,
 };
 use crate::hash::{leaf_hash, Hash};
 use crate::merkle::{self, Frontier, HashReader};
 use crate::note::{NoteSigner, NoteVerifier};
-use crate::rules::{self, ApplyError, Credential, RuleError, StateView};
+use crate::rules::{self, ApplyError, Credential, RuleError, StateView, StatusRecord};
 use crate::smt;
 use crate::status::{LoggedEntry, StatusProof};
 use crate::store::{Batch, ReadStore, Space, Store, StoreError};
@@ -245,6 +247,9 @@ pub(crate) use crate::mappage::{HotPages, MapPages};
 struct Work<'a, S: Store> {
     store: &'a S,
     hot: &'a HotPages,
+    /// The map as it is before this batch: the rules read credentials'
+    /// status from it, and the batch's map update reuses the pages read.
+    pages: MapPages<'a, S>,
     batch: Batch,
     frontier: Frontier,
     dedup: HashMap<Hash, u64>,
@@ -260,7 +265,13 @@ impl<S: Store> StateView for Work<'_, S> {
         if let Some(c) = self.credentials.get(id) {
             return Ok(Some(*c));
         }
-        read_credential(self.store, id)
+        let key = smt::map_key(&id.0);
+        let Some(value) = smt::get(&self.pages, &key).map_err(map_failed)? else {
+            return Ok(None);
+        };
+        let status = StatusRecord::decode(&value).map_err(corrupt("status map leaf"))?;
+        let entry = read_entry_bytes(self.store, status.last_index)?;
+        credential_of(id, status, &entry).map(Some)
     }
     fn live_credential(&self, holder: &HolderTag) -> Result<Option<CredentialId>, LedgerError> {
         if let Some(c) = self.holders.get(holder) {
@@ -288,6 +299,50 @@ impl<S: Store> Work<'_, S> {
     }
 }
 
+/// A credential's record as the node keeps it: no record of its own, but
+/// its status (the map's leaf) and the logged event that last changed it
+/// (`entry`, at `status.last_index`), which names its holder.
+///
+/// # Errors
+/// [`LedgerError::Corrupt`] when the entry is not that event.
+fn credential_of(
+    id: &CredentialId,
+    status: StatusRecord,
+    entry: &[u8],
+) -> Result<Credential, LedgerError> {
+    let bad = |why: &str| {
+        LedgerError::Corrupt(format!(
+            "credential {id}: entry {} {why}",
+            status.last_index
+        ))
+    };
+    if leaf_hash(entry) != status.last_leaf_hash {
+        return Err(bad("does not have the leaf hash its status records"));
+    }
+    let event = match Entry::decode(entry) {
+        Ok(Entry::Event(e)) => e.event,
+        _ => return Err(bad("is not an event")),
+    };
+    let names_it = event.credential == *id
+        || matches!(event.action, Action::Issue { replaces: Some(r), .. } if r == *id);
+    if !names_it {
+        return Err(bad("is about another credential"));
+    }
+    Ok(Credential {
+        status,
+        holder: event.holder,
+    })
+}
+
+/// The bytes of entry `index`, which must exist.
+fn read_entry_bytes<S: ReadStore + ?Sized>(store: &S, index: u64) -> Result<Vec<u8>, LedgerError> {
+    store
+        .get(Space::Entry, &index.to_be_bytes())?
+        .ok_or_else(|| LedgerError::Corrupt(format!("entry {index} is missing")))
+}
+
+/// The auditor's credential records (the node derives them, see
+/// [`credential_of`]).
 pub(crate) fn read_credential<S: ReadStore + ?Sized>(
     store: &S,
     id: &CredentialId,
@@ -320,6 +375,12 @@ pub(crate) fn u64_value(v: &[u8], what: &str) -> Result<u64, LedgerError> {
 
 fn corrupt<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> LedgerError {
     move |e| LedgerError::Corrupt(format!("{what}: {e}"))
+}
+
+/// The writer's status map could not be read or updated: the ledger stops
+/// writing, as for any storage failure.
+fn map_failed(e: smt::MapError) -> LedgerError {
+    LedgerError::Store(StoreError::Io(format!("status map: {e}")))
 }
 
 /// The revocation ledger over a [`Store`].
@@ -507,6 +568,7 @@ impl<S: Store> Ledger<S> {
         Work {
             store: &*self.reader.store,
             hot: &self.hot,
+            pages: MapPages::with_hot(&*self.reader.store, &self.hot),
             batch: Batch::new(),
             frontier: self.frontier.clone(),
             dedup: HashMap::new(),
@@ -1015,12 +1077,26 @@ impl<S: Store> LedgerReader<S> {
         }
     }
 
-    /// The credential's current record, if the log has seen it.
+    /// The credential's record at the published checkpoint, if the log
+    /// has seen it: its status from the map (proved and checked against
+    /// the head record), its holder from the event that last changed it.
     ///
     /// # Errors
     /// Storage or corruption errors.
     pub fn credential(&self, id: &CredentialId) -> Result<Option<Credential>, LedgerError> {
-        read_credential(&*self.store, id)
+        let proof = self.status_proof(id)?;
+        let Some(event) = proof.event else {
+            return Ok(None);
+        };
+        let map_proof =
+            smt::MapProof::decode(&proof.map_proof).map_err(corrupt("status map proof"))?;
+        let status = match map_proof.terminal {
+            smt::Terminal::Leaf { key, value } if key == smt::map_key(&id.0) => {
+                StatusRecord::decode(&value).map_err(corrupt("status map leaf"))?
+            }
+            _ => return Ok(None),
+        };
+        credential_of(id, status, &event.entry).map(Some)
     }
 
     /// The index of an already-logged entry with this leaf hash, if any
@@ -1131,7 +1207,7 @@ struct Sealed {
     hot: HotPages,
 }
 
-/// Finishes a batch: credential index and status map, head record, then
+/// Finishes a batch: holder index and status map, head record, then
 /// one atomic, durable commit. After it returns `Ok`, a crash leaves the
 /// whole batch on disk, not yet checkpointed; `Ledger::open` signs it.
 fn seal<S: Store>(
@@ -1139,10 +1215,10 @@ fn seal<S: Store>(
     now_ms: u64,
     last_head_ms: u64,
 ) -> Result<Sealed, LedgerError> {
-    // 1. Credential index and status map changes.
+    // 1. Holder index and status map changes (a credential's record is
+    // its map leaf and the logged event it names).
     let mut updates = Vec::with_capacity(work.credentials.len());
     for (id, cred) in &work.credentials {
-        work.batch.put(Space::Credential, id.0, cred.encode());
         updates.push((smt::map_key(&id.0), cred.status.encode().to_vec()));
     }
     for (holder, live) in &work.holders {
@@ -1151,11 +1227,8 @@ fn seal<S: Store>(
             None => work.batch.delete(Space::Holder, holder.0),
         }
     }
-    let pages = MapPages::with_hot(work.store, work.hot);
-    let map = smt::update(&pages, &updates)
-        .map_err(|e| LedgerError::Store(StoreError::Io(format!("status map: {e}"))))?;
-    pages.write(&map.writes, &mut work.batch)?;
-    let touched = pages.into_pages();
+    let map = smt::update(&work.pages, &updates).map_err(map_failed)?;
+    work.pages.write(&map.writes, &mut work.batch)?;
     // 2. The head record ends the batch; its time never goes backwards.
     let head = HeadRecord {
         time_ms: now_ms.max(last_head_ms),
@@ -1176,7 +1249,7 @@ fn seal<S: Store>(
         frontier: work.frontier,
         registry: work.registry,
         head_ms: head.time_ms,
-        hot: work.hot.absorb(touched),
+        hot: work.hot.absorb(work.pages.into_pages()),
     })
 }
 

@@ -9,7 +9,7 @@ pub mod hash;
 pub mod ledger;
 #[cfg(feature = "node")]
 pub mod loadgen;
-mod mappage;
+pub mod mappage;
 pub mod merkle;
 pub mod note;
 pub mod rules;

@@ -1,6 +1,6 @@
 //! How the status map's nodes are laid out in the store: in pages of four
-//! levels, so that an update writes one storage value per four levels of a
-//! path instead of one per node.
+//! levels, so that an update or a proof reads one storage value per four
+//! levels of a path instead of one or two per node.
 //!
 //! Architecture Invariant: a storage adapter only. It reads pages through
 //! [`ReadStore`] and adds page writes to a [`Batch`] the ledger (or the
@@ -8,39 +8,56 @@
 //! (hashing, proofs, update rules) is `smt`, which sees nodes through
 //! [`NodeReader`] and does not know pages exist.
 //!
-//! Page `(s, p)` holds the nodes at depths `4s … 4s+3` whose first `4s`
-//! bits are `p`: up to 15 positions (1 + 2 + 4 + 8). The node at depth
-//! `4s + r` whose prefix bits `4s … 4s+r−1` read `b` (most significant
-//! first) sits in slot `2^r − 1 + b`. Depth-256 nodes are page 64's slot 0.
+//! Layout 2. Page `(s, p)` (`p` = the first `4s` bits of a path) holds the
+//! nodes at depths `4s+1 … 4s+4` below `p`: up to 30 positions
+//! (2 + 4 + 8 + 16), and page `(0, ε)` also holds the root. A page thus
+//! holds both children of every node whose children it holds any of, so
+//! walking a path (an update needs the sibling of every node on it, a proof
+//! too) reads one page per four levels. The node at depth `d` sits in
+//! stratum `s = ⌊(d−1)/4⌋` (0 for the root); if its prefix bits
+//! `4s … d−1` read `b` (most significant first), it is slot
+//! `2^(d−4s) − 1 + b`. Depth-256 nodes are in stratum 63.
 //!
 //! ```text
 //! page key   = s (u8) ‖ p[0 .. ⌈4s/8⌉]          bits of p past 4s are 0
-//! page value = slots (u16, bit i = slot i present; bit 15 is 0)
+//! page value = slots (u32, bit i = slot i present; bit 31 is 0, and bit 0
+//!              only in page (0, ε))
 //!              ‖ for each present slot, in order: len (u16) ‖ node bytes
+//! layout key = 0xff (one byte), value 0x02: written with the first page
 //! ```
 //!
 //! Node bytes are `smt::Node::encode`. A page with no node is deleted. The
 //! layout is storage only: no hash, proof or wire format depends on it.
+//! Layout 1 (until 2026-12-01: pages of depths `4s … 4s+3`, a `u16`
+//! bitmap, no layout key) is refused with an error at open.
 
 use crate::hash::Hash;
 use crate::smt::{key_bit, Node, NodeId, NodeReader};
 use crate::store::{Batch, ReadStore, Space, StoreError};
+use rustc_hash::FxHashMap;
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Levels of the map per page.
 pub const PAGE_LEVELS: u16 = 4;
 
-/// Positions in one page: 1 + 2 + 4 + 8.
-const SLOTS: usize = (1 << PAGE_LEVELS) - 1;
+/// Positions in one page: the node above the page (used in the root page
+/// only), then 2 + 4 + 8 + 16.
+const SLOTS: usize = (1 << (PAGE_LEVELS + 1)) - 1;
 
-/// A page: which nodes of its four levels are stored.
+/// A page: which nodes of its levels are stored.
 pub(crate) type Page = [Option<Node>; SLOTS];
 
-/// Which page holds a node: named by the node at its top, whose depth is a
-/// multiple of [`PAGE_LEVELS`] (the stratum times four).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The key in [`Space::MapPage`] that records the layout (no page key is
+/// one byte long with this value: strata are 0 … 63).
+const LAYOUT_KEY: &[u8] = &[0xff];
+
+/// The layout this build reads and writes.
+const LAYOUT: &[u8] = &[2];
+
+/// Which page holds a node: named by the node just above the page, whose
+/// depth is a multiple of [`PAGE_LEVELS`] (the stratum times four).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub(crate) struct PageId(NodeId);
 
 impl PageId {
@@ -48,7 +65,7 @@ impl PageId {
         let bits = usize::from(self.0.depth());
         let prefix = self.0.prefix();
         let mut k = Vec::with_capacity(1 + bits.div_ceil(8));
-        // At most 64: depth 256 / 4.
+        // At most 63: depth 252 / 4.
         k.push((self.0.depth() / PAGE_LEVELS) as u8);
         k.extend_from_slice(prefix.get(..bits.div_ceil(8)).unwrap_or(prefix));
         k
@@ -58,7 +75,7 @@ impl PageId {
 /// The page and slot of a node.
 fn locate(id: &NodeId) -> Result<(PageId, usize), StoreError> {
     let depth = id.depth();
-    let base = depth / PAGE_LEVELS * PAGE_LEVELS;
+    let base = depth.saturating_sub(1) / PAGE_LEVELS * PAGE_LEVELS;
     let prefix = Hash(*id.prefix());
     let top = NodeId::on_path(&prefix, base)
         .map_err(|e| StoreError::Io(format!("status map node {id}: {e}")))?;
@@ -68,31 +85,34 @@ fn locate(id: &NodeId) -> Result<(PageId, usize), StoreError> {
 }
 
 fn encode_page(page: &Page) -> Option<Vec<u8>> {
-    let mut slots = 0u16;
-    let mut body = Vec::new();
+    let mut slots = 0u32;
+    let mut len = 4;
     for (i, node) in page.iter().enumerate() {
         if let Some(n) = node {
             slots |= 1 << i;
-            let bytes = n.encode();
-            // A node is at most 1 + 32 + 2 + 1024 bytes.
-            body.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-            body.extend_from_slice(&bytes);
+            len += 2 + n.encoded_len();
         }
     }
     if slots == 0 {
         return None;
     }
-    let mut out = Vec::with_capacity(2 + body.len());
+    let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&slots.to_be_bytes());
-    out.extend_from_slice(&body);
+    for n in page.iter().flatten() {
+        // A node is at most 1 + 32 + 2 + 1024 bytes.
+        out.extend_from_slice(&(n.encoded_len() as u16).to_be_bytes());
+        n.encode_into(&mut out);
+    }
     Some(out)
 }
 
-fn decode_page(bytes: &[u8]) -> Result<Page, String> {
-    let (head, mut rest) = bytes.split_at_checked(2).ok_or("truncated slot bitmap")?;
-    let slots = u16::from_be_bytes([head[0], head[1]]);
-    if slots == 0 || slots >> SLOTS != 0 {
-        return Err(format!("invalid slot bitmap {slots:#06x}"));
+/// Decodes the page `id`.
+fn decode_page(id: &PageId, bytes: &[u8]) -> Result<Page, String> {
+    let (head, mut rest) = bytes.split_at_checked(4).ok_or("truncated slot bitmap")?;
+    let slots = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let above = u32::from(id.0.depth() != 0);
+    if slots == 0 || slots >> SLOTS != 0 || slots & above != 0 {
+        return Err(format!("invalid slot bitmap {slots:#010x}"));
     }
     let mut page: Page = Default::default();
     for (i, slot) in page.iter_mut().enumerate() {
@@ -111,7 +131,7 @@ fn decode_page(bytes: &[u8]) -> Result<Page, String> {
     Ok(page)
 }
 
-/// Strata kept decoded in memory by [`HotPages`]: depths 0 … 15.
+/// Strata kept decoded in memory by [`HotPages`]: depths 0 … 16.
 const HOT_STRATA: u16 = 4;
 
 /// Pages in the hot strata: 1 + 16 + 256 + 4096.
@@ -138,7 +158,7 @@ fn hot_index(id: &PageId) -> Option<usize> {
 /// change them. A slot is `None` when the page is not known (then it is read
 /// from the store); an absent page is known as an empty one.
 #[derive(Clone, PartialEq)]
-pub(crate) struct HotPages(Vec<Option<Arc<Page>>>);
+pub struct HotPages(Vec<Option<Arc<Page>>>);
 
 impl HotPages {
     /// Nothing known: every page is read from the store.
@@ -151,13 +171,18 @@ impl HotPages {
     ///
     /// # Errors
     /// [`StoreError`] when a page cannot be read or decoded.
-    pub(crate) fn load<S: ReadStore + ?Sized>(store: &S) -> Result<HotPages, StoreError> {
+    pub fn load<S: ReadStore + ?Sized>(store: &S) -> Result<HotPages, StoreError> {
         let empty = Arc::new(Page::default());
         let mut hot = HotPages::unknown();
         let mut stratum = vec![PageId(NodeId::root())];
         for s in 0..HOT_STRATA {
             let mut next = Vec::new();
             for id in stratum {
+                if s == 0 {
+                    // Before the root page is decoded: another layout's
+                    // bytes would only fail to decode.
+                    check_layout(store)?;
+                }
                 let page = read_page(store, &id)?;
                 let present = page.is_some();
                 if let Some(i) = hot_index(&id) {
@@ -176,18 +201,42 @@ impl HotPages {
 
     /// This version with the pages a committed update read or wrote
     /// (`MapPages::into_pages`), which are the store's pages after it.
-    pub(crate) fn absorb(&self, pages: HashMap<PageId, Page>) -> HotPages {
+    pub(crate) fn absorb(&self, pages: FxHashMap<PageId, Arc<Page>>) -> HotPages {
         let mut next = self.clone();
         for (id, page) in pages {
             if let Some(slot) = hot_index(&id).and_then(|i| next.0.get_mut(i)) {
-                *slot = Some(Arc::new(page));
+                *slot = Some(page);
             }
         }
         next
     }
 
-    fn get(&self, id: &PageId) -> Option<&Page> {
-        self.0.get(hot_index(id)?)?.as_deref()
+    fn get(&self, id: &PageId) -> Option<&Arc<Page>> {
+        self.0.get(hot_index(id)?)?.as_ref()
+    }
+}
+
+/// Refuses a store with map pages whose layout key does not say
+/// [`LAYOUT`].
+fn check_layout<S: ReadStore + ?Sized>(store: &S) -> Result<(), StoreError> {
+    if store
+        .get(Space::MapPage, &PageId(NodeId::root()).key())?
+        .is_none()
+    {
+        return Ok(());
+    }
+    match store.get(Space::MapPage, LAYOUT_KEY)? {
+        Some(v) if v == LAYOUT => Ok(()),
+        Some(v) => Err(StoreError::Io(format!(
+            "the status map's pages are in layout {}; this build reads layout {}",
+            hex::encode(v),
+            LAYOUT[0]
+        ))),
+        None => Err(StoreError::Io(format!(
+            "the status map's pages are in layout 1 (written before 2026-12-01); this build \
+             reads layout {} only, and no converter exists yet",
+            LAYOUT[0]
+        ))),
     }
 }
 
@@ -218,7 +267,7 @@ fn mark_empty_below(hot: &mut HotPages, id: &PageId, s: u16, empty: &Arc<Page>) 
 fn read_page<S: ReadStore + ?Sized>(store: &S, id: &PageId) -> Result<Option<Page>, StoreError> {
     match store.get(Space::MapPage, &id.key())? {
         None => Ok(None),
-        Some(v) => decode_page(&v)
+        Some(v) => decode_page(id, &v)
             .map(Some)
             .map_err(|e| StoreError::Io(format!("status map page {}: {e}", hex::encode(id.key())))),
     }
@@ -228,10 +277,14 @@ fn read_page<S: ReadStore + ?Sized>(store: &S, id: &PageId) -> Result<Option<Pag
 /// page by page. Each page is read from the store at most once per value
 /// of this type, so make one per update or per proof; pages of the hot
 /// strata come from [`HotPages`] when it knows them.
-pub(crate) struct MapPages<'a, S: ReadStore + ?Sized> {
+pub struct MapPages<'a, S: ReadStore + ?Sized> {
     store: &'a S,
     hot: Option<&'a HotPages>,
-    pages: RefCell<HashMap<PageId, Page>>,
+    /// The pages read or written so far. A page is about 3 KiB decoded:
+    /// each is shared (with [`HotPages`] when it came from there) until it
+    /// is written, and moved only as a pointer. Page ids are hashes of
+    /// map keys, so a fast non-keyed hasher is enough.
+    pages: RefCell<FxHashMap<PageId, Arc<Page>>>,
 }
 
 impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
@@ -248,7 +301,7 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
     /// (the writer's current version), or as they were at the checkpoint a
     /// reader serves: proofs are verified against that checkpoint's root
     /// before they are served.
-    pub(crate) fn with_hot(store: &'a S, hot: &'a HotPages) -> Self {
+    pub fn with_hot(store: &'a S, hot: &'a HotPages) -> Self {
         MapPages {
             store,
             hot: Some(hot),
@@ -257,21 +310,21 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
     }
 
     /// The pages read or written, as they are after this update's writes.
-    pub(crate) fn into_pages(self) -> HashMap<PageId, Page> {
+    pub(crate) fn into_pages(self) -> FxHashMap<PageId, Arc<Page>> {
         self.pages.into_inner()
     }
 
-    /// Runs `f` on the page, loading it first if needed.
+    /// Runs `f` on the page to change it, loading it first if needed.
     fn with_page<T>(&self, id: &PageId, f: impl FnOnce(&mut Page) -> T) -> Result<T, StoreError> {
         let mut pages = self.pages.borrow_mut();
         if let Some(p) = pages.get_mut(id) {
-            return Ok(f(p));
+            return Ok(f(Arc::make_mut(p)));
         }
         let mut page = match self.hot.and_then(|h| h.get(id)) {
             Some(p) => p.clone(),
-            None => read_page(self.store, id)?.unwrap_or_default(),
+            None => Arc::new(read_page(self.store, id)?.unwrap_or_default()),
         };
-        let out = f(&mut page);
+        let out = f(Arc::make_mut(&mut page));
         pages.insert(*id, page);
         Ok(out)
     }
@@ -281,12 +334,17 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
     ///
     /// # Errors
     /// [`StoreError`] when a page cannot be read or decoded.
-    pub(crate) fn write(
+    pub fn write(
         &self,
         writes: &[(NodeId, Option<Node>)],
         batch: &mut Batch,
     ) -> Result<(), StoreError> {
-        let mut dirty = BTreeSet::new();
+        let root = PageId(NodeId::root());
+        if !writes.is_empty() && self.with_page(&root, |p| p.iter().all(Option::is_none))? {
+            // The map's first nodes: the store gets its layout key with them.
+            batch.put(Space::MapPage, LAYOUT_KEY, LAYOUT);
+        }
+        let mut dirty = Vec::with_capacity(writes.len());
         for (id, node) in writes {
             let (page, slot) = locate(id)?;
             self.with_page(&page, |p| {
@@ -294,11 +352,14 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
                     *s = node.clone();
                 }
             })?;
-            dirty.insert(page);
+            dirty.push(page);
         }
+        // In key order: the index takes sorted writes best.
+        dirty.sort_unstable();
+        dirty.dedup();
         let pages = self.pages.borrow();
         for id in dirty {
-            match pages.get(&id).and_then(encode_page) {
+            match pages.get(&id).and_then(|p| encode_page(p)) {
                 Some(bytes) => batch.put(Space::MapPage, id.key(), bytes),
                 None => batch.delete(Space::MapPage, id.key()),
             }
@@ -338,17 +399,26 @@ mod tests {
     fn slots_follow_the_layout() {
         let k = Hash([0b1011_0110; 32]);
         let at = |d| locate(&NodeId::on_path(&k, d).unwrap()).unwrap();
-        assert_eq!(at(0).1, 0);
-        assert_eq!(at(1).1, 1 + 1); // bit 0 = 1
+        assert_eq!(at(0), (PageId(NodeId::root()), 0));
+        assert_eq!(at(1), (PageId(NodeId::root()), 1 + 1)); // bit 0 = 1
         assert_eq!(at(2).1, 3 + 0b10);
         assert_eq!(at(3).1, 7 + 0b101);
-        assert_eq!(at(4).1, 0);
-        assert_eq!(at(4).0.key(), vec![1, 0b1011_0000]);
-        assert_eq!(at(7).1, 7 + 0b011);
-        assert_eq!(at(8).0.key(), vec![2, 0b1011_0110]);
+        assert_eq!(at(4), (PageId(NodeId::root()), 15 + 0b1011));
+        // Both children of a node are in one page.
+        let sibling = NodeId::on_path(&k, 4).unwrap().sibling().unwrap();
+        assert_eq!(
+            locate(&sibling).unwrap(),
+            (PageId(NodeId::root()), 15 + 0b1010)
+        );
+        assert_eq!(at(5).0.key(), vec![1, 0b1011_0000]);
+        assert_eq!(at(5).1, 1);
+        assert_eq!(at(8).0.key(), vec![1, 0b1011_0000]);
+        assert_eq!(at(8).1, 15 + 0b0110);
+        assert_eq!(at(9).0.key(), vec![2, 0b1011_0110]);
         assert_eq!(at(256).0.key().len(), 33);
-        assert_eq!(at(256).0.key()[0], 64);
-        assert_eq!(at(256).1, 0);
+        assert_eq!(at(256).0.key()[0], 63);
+        assert_eq!(at(256).1, 15 + 0b0110);
+        assert_eq!(at(253).1, 1);
     }
 
     /// Every page of the hot strata has its own place, in order.
@@ -380,22 +450,70 @@ mod tests {
 
     #[test]
     fn pages_round_trip_and_decoding_is_strict() {
+        let root = PageId(NodeId::root());
+        let lower = PageId(NodeId::on_path(&Hash([0; 32]), 4).unwrap());
         let mut page: Page = Default::default();
         page[0] = Some(Node::Interior(Hash([7; 32])));
-        page[14] = Some(Node::Leaf {
+        page[30] = Some(Node::Leaf {
             key: Hash([1; 32]),
             value: vec![1, 2, 3],
         });
         let bytes = encode_page(&page).unwrap();
-        assert_eq!(&bytes[..2], &[0x40, 0x01]);
-        assert_eq!(decode_page(&bytes).unwrap(), page);
-        assert!(decode_page(&bytes[..bytes.len() - 1]).is_err());
+        assert_eq!(&bytes[..4], &[0x40, 0, 0, 0x01]);
+        assert_eq!(&bytes[4..6], &[0, 33]);
+        assert_eq!(decode_page(&root, &bytes).unwrap(), page);
+        // Slot 0 is the root: no other page has it.
+        assert!(decode_page(&lower, &bytes).is_err());
+        page[0] = None;
+        let bytes = encode_page(&page).unwrap();
+        assert_eq!(decode_page(&lower, &bytes).unwrap(), page);
+        assert!(decode_page(&lower, &bytes[..bytes.len() - 1]).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode_page(&longer).is_err());
-        assert!(decode_page(&[0x80, 0x00]).is_err());
-        assert!(decode_page(&[0, 0]).is_err());
+        assert!(decode_page(&lower, &longer).is_err());
+        assert!(decode_page(&root, &[0x80, 0, 0, 0]).is_err());
+        assert!(decode_page(&root, &[0, 0, 0, 0]).is_err());
+        assert!(decode_page(&root, &[0, 1]).is_err());
         assert_eq!(encode_page(&Page::default()), None);
+    }
+
+    /// A store in layout 1 (no layout key) is refused at open; a new one
+    /// gets the key with its first nodes.
+    #[test]
+    fn the_layout_is_recorded_and_checked() {
+        let store = MemStore::new();
+        assert!(HotPages::load(&store).is_ok());
+        let mut b = Batch::new();
+        b.put(Space::MapPage, vec![0], vec![0x00, 0x01, 0x00, 0x21]);
+        store.commit(b).unwrap();
+        let err = HotPages::load(&store).err().unwrap().to_string();
+        assert!(err.contains("layout 1"), "{err}");
+
+        let store = MemStore::new();
+        let hot = HotPages::load(&store).unwrap();
+        let pages = MapPages::with_hot(&store, &hot);
+        let up = smt::update(&pages, &[(key(1), vec![1])]).unwrap();
+        let mut b = Batch::new();
+        pages.write(&up.writes, &mut b).unwrap();
+        store.commit(b).unwrap();
+        assert_eq!(
+            store.get(Space::MapPage, LAYOUT_KEY).unwrap(),
+            Some(vec![2])
+        );
+        assert!(HotPages::load(&store).is_ok());
+        // Later batches do not write it again.
+        let hot = HotPages::load(&store).unwrap();
+        let pages = MapPages::with_hot(&store, &hot);
+        let up = smt::update(&pages, &[(key(2), vec![2])]).unwrap();
+        let mut b = Batch::new();
+        pages.write(&up.writes, &mut b).unwrap();
+        assert!(!b.is_empty());
+        assert!(b.ops().iter().all(|(_, k, _)| k != LAYOUT_KEY));
+        let mut b = Batch::new();
+        b.put(Space::MapPage, LAYOUT_KEY.to_vec(), vec![3]);
+        store.commit(b).unwrap();
+        let err = HotPages::load(&store).err().unwrap().to_string();
+        assert!(err.contains("layout 03"), "{err}");
     }
 
     /// Updates through pages give the same tree, root and proofs as the

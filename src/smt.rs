@@ -263,16 +263,13 @@ fn padding_is_zero(bytes: &[u8], depth: u16) -> bool {
 
 /// Clears all bits at positions `>= depth`.
 fn mask_prefix(bytes: &[u8; 32], depth: u16) -> [u8; 32] {
+    let depth = usize::from(depth).min(256);
+    let (full, rem) = (depth / 8, depth % 8);
     let mut out = [0u8; 32];
-    let depth = usize::from(depth);
-    for (i, (o, b)) in out.iter_mut().zip(bytes.iter()).enumerate() {
-        let first_bit = i * 8;
-        if first_bit + 8 <= depth {
-            *o = *b;
-        } else if first_bit < depth {
-            let used = depth - first_bit;
-            *o = b & !(0xffu8 >> used);
-        }
+    out[..full].copy_from_slice(&bytes[..full]);
+    if let (Some(o), Some(b)) = (out.get_mut(full), bytes.get(full)) {
+        // rem < 8; rem = 0 leaves the byte clear.
+        *o = b & !(0xffu8 >> rem);
     }
     out
 }
@@ -465,19 +462,30 @@ impl Node {
     /// Storage encoding: `0x11 ‖ hash (32)` for interior nodes,
     /// `0x10 ‖ key (32) ‖ value length (u16 BE) ‖ value` for leaves.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// The length of [`Node::encode`].
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Node::Interior(_) => 33,
+            Node::Leaf { value, .. } => 35 + value.len(),
+        }
+    }
+
+    /// Appends [`Node::encode`] to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         match self {
             Node::Interior(h) => {
-                let mut out = Vec::with_capacity(33);
                 out.push(NODE_TAG_INTERIOR);
                 out.extend_from_slice(&h.0);
-                out
             }
             Node::Leaf { key, value } => {
-                let mut out = Vec::with_capacity(35 + value.len());
                 out.push(NODE_TAG_LEAF);
                 out.extend_from_slice(&key.0);
-                put_value(&mut out, value);
-                out
+                put_value(out, value);
             }
         }
     }

@@ -22,13 +22,15 @@ pub enum Space {
     /// Stored Merkle hashes by stored-hash index (u64 big-endian), Go
     /// sumdb/tlog layout (see `merkle::stored_hash_index`).
     Hash = b'h',
-    /// Credential records by credential id.
+    /// Credential records by credential id: the auditor's (a node derives
+    /// them from its map and log).
     Credential = b'c',
     /// Live credential by holder tag.
     Holder = b'o',
     /// Log index by leaf hash, so a resubmitted entry is logged once.
     Dedup = b'd',
-    /// Status map nodes, in pages of four levels (`mappage`).
+    /// Status map nodes, in pages of four levels (`mappage`), and the
+    /// pages' layout.
     MapPage = b'p',
     /// Every signed checkpoint by tree size (u64 big-endian).
     Checkpoint = b'k',

@@ -2,11 +2,12 @@
 //! recovery between commit and checkpoint, corruption detection, and
 //! start-up cost independent of the log's size.
 
-use revledger::entry::{CredentialId, Event, HolderTag, KindSet};
+use revledger::entry::{Action, CredentialId, Event, HolderTag, KindSet, Reason};
 use revledger::hash::Hash;
 use revledger::ledger::{Ledger, LedgerError, Outcome, Refusal, Submitter};
 use revledger::merkle;
 use revledger::note::{KeyName, NoteSigner};
+use revledger::rules::RuleError;
 use revledger::store::{Batch, DiskStore, MemStore, ReadStore, Space, Store, StoreError};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -350,10 +351,12 @@ fn open_cost_does_not_grow_with_the_log() {
     );
     assert!(big < 64, "{big}");
     // The map's top four levels of pages are loaded into memory, at most
-    // 1 + 16 + 256 + 4096 reads at any size: 3,000 keys already reach that
-    // bound (all 256 pages at depth 8 exist, so all 4,096 below are read).
+    // 1 + 16 + 256 + 4096 reads at any size, and the layout key and the
+    // root page once more before that:
+    // 3,000 keys already reach that bound (all 256 pages below depth 8
+    // exist, so all 4,096 below them are read).
     assert!(small_pages < big_pages, "{small_pages} {big_pages}");
-    assert_eq!(big_pages, 1 + 16 + 256 + 4096);
+    assert_eq!(big_pages, 2 + 1 + 16 + 256 + 4096);
 }
 
 #[test]
@@ -450,4 +453,52 @@ fn fsck_replay_finds_flipped_bytes_and_says_where() {
     }
     assert!(mem.tamper(Space::Hash, &idx.to_be_bytes(), |v| v[0] ^= 1));
     assert_eq!(fsck().unwrap().size, size);
+}
+
+/// A node keeps no credential record of its own: the rules read the status
+/// from the map and the holder from the logged event the status points at,
+/// and refuse to trust that event if its bytes no longer match.
+#[test]
+fn credential_records_come_from_the_map_and_the_log() {
+    let mem = Arc::new(MemStore::new());
+    let mut l = registered(mem.clone());
+    let r = l.append_events(&[issue(1), issue(2)], T0 + 1).unwrap();
+    let issued = accepted(&r.outcomes[0]);
+    let mut id = [0u8; 32];
+    id[..4].copy_from_slice(&1u32.to_be_bytes());
+    let id = CredentialId(id);
+    let mut holder = [0xaa; 32];
+    holder[..4].copy_from_slice(&1u32.to_be_bytes());
+    assert!(!mem.tamper(Space::Credential, &id.0, |_| {}));
+    let rec = l.credential(&id).unwrap().unwrap();
+    assert_eq!(rec.holder, HolderTag(holder));
+    assert_eq!(rec.status.last_index, issued);
+    // A suspension needs the holder, found in entry `issued`.
+    let suspend = |h: [u8; 32]| {
+        Event {
+            action: Action::Suspend {
+                reason: Reason::Lost,
+            },
+            credential: id,
+            holder: HolderTag(h),
+            issuer_key_id: issuer().id(),
+            issued_at_ms: T0 + 2,
+        }
+        .sign(issuer().signing_key())
+        .encode()
+    };
+    let r = l.append_events(&[suspend([0xbb; 32])], T0 + 2).unwrap();
+    assert!(matches!(
+        &r.outcomes[0],
+        Outcome::Refused(Refusal::Rule(RuleError::HolderMismatch { .. }))
+    ));
+    // The issue entry changed on disk: the suspension is not judged on it.
+    assert!(mem.tamper(Space::Entry, &issued.to_be_bytes(), |v| v[40] ^= 1));
+    match l.append_events(&[suspend(holder)], T0 + 3) {
+        Err(LedgerError::Corrupt(m)) => assert!(
+            m.contains(&format!("entry {issued} does not have the leaf hash")),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }
