@@ -277,7 +277,11 @@ impl<S: Store> StateView for Work<'_, S> {
         if let Some(c) = self.holders.get(holder) {
             return Ok(*c);
         }
-        read_holder(self.store, holder)
+        let Some(v) = self.store.get(Space::Holder, &holder.0)? else {
+            return Ok(None);
+        };
+        let index = u64_value(&v, &format!("holder record {holder}"))?;
+        live_credential_of(holder, index, &read_entry_bytes(self.store, index)?).map(Some)
     }
 }
 
@@ -334,6 +338,26 @@ fn credential_of(
     })
 }
 
+/// The node's holder index holds, per holder with a live credential, the
+/// index of a logged event about that credential (8 bytes, not the 32 of
+/// its id): the one that last changed it when the holder record was
+/// written. This is the credential that `entry`, at `index`, names.
+///
+/// # Errors
+/// [`LedgerError::Corrupt`] when the entry is not an event of `holder`.
+fn live_credential_of(
+    holder: &HolderTag,
+    index: u64,
+    entry: &[u8],
+) -> Result<CredentialId, LedgerError> {
+    match Entry::decode(entry) {
+        Ok(Entry::Event(e)) if e.event.holder == *holder => Ok(e.event.credential),
+        _ => Err(LedgerError::Corrupt(format!(
+            "holder record {holder}: entry {index} is not an event of this holder"
+        ))),
+    }
+}
+
 /// The bytes of entry `index`, which must exist.
 fn read_entry_bytes<S: ReadStore + ?Sized>(store: &S, index: u64) -> Result<Vec<u8>, LedgerError> {
     store
@@ -355,6 +379,8 @@ pub(crate) fn read_credential<S: ReadStore + ?Sized>(
     }
 }
 
+/// The auditor's holder index: the live credential's id (the node keeps
+/// an entry index instead, see [`live_credential_of`]).
 pub(crate) fn read_holder<S: ReadStore + ?Sized>(
     store: &S,
     holder: &HolderTag,
@@ -1223,7 +1249,20 @@ fn seal<S: Store>(
     }
     for (holder, live) in &work.holders {
         match live {
-            Some(id) => work.batch.put(Space::Holder, holder.0, id.0),
+            Some(id) => {
+                // The credential changed in this batch (it became live), so
+                // its status names this batch's last event about it.
+                let index = work
+                    .credentials
+                    .get(id)
+                    .map(|c| c.status.last_index)
+                    .ok_or_else(|| {
+                        LedgerError::Corrupt(format!(
+                            "holder {holder}: live credential {id} is not in the batch"
+                        ))
+                    })?;
+                work.batch.put(Space::Holder, holder.0, index.to_be_bytes())
+            }
             None => work.batch.delete(Space::Holder, holder.0),
         }
     }

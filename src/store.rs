@@ -25,7 +25,8 @@ pub enum Space {
     /// Credential records by credential id: the auditor's (a node derives
     /// them from its map and log).
     Credential = b'c',
-    /// Live credential by holder tag.
+    /// Live credential by holder tag: the node keeps the index of an event
+    /// about it, the auditor its id.
     Holder = b'o',
     /// Log index by leaf hash, so a resubmitted entry is logged once.
     Dedup = b'd',

@@ -502,3 +502,51 @@ fn credential_records_come_from_the_map_and_the_log() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The node's holder index holds the index of an event about the live
+/// credential (8 bytes), and the rules take the credential from that
+/// entry, checking that it is an event of the holder.
+#[test]
+fn the_holder_index_points_into_the_log() {
+    let mem = Arc::new(MemStore::new());
+    let mut l = registered(mem.clone());
+    let r = l.append_events(&[issue(1)], T0 + 1).unwrap();
+    let issued = accepted(&r.outcomes[0]);
+    let mut holder = [0xaa; 32];
+    holder[..4].copy_from_slice(&1u32.to_be_bytes());
+    assert_eq!(
+        mem.get(Space::Holder, &holder).unwrap(),
+        Some(issued.to_be_bytes().to_vec())
+    );
+    // A second credential for the same holder, replacing nothing.
+    let mut id2 = [0x77; 32];
+    id2[..4].copy_from_slice(&1u32.to_be_bytes());
+    let second = Event::issue(
+        CredentialId(id2),
+        HolderTag(holder),
+        issuer().id(),
+        T0,
+        FIVE_YEARS_MS,
+    )
+    .sign(issuer().signing_key())
+    .encode();
+    let mut id1 = [0u8; 32];
+    id1[..4].copy_from_slice(&1u32.to_be_bytes());
+    let r = l
+        .append_events(std::slice::from_ref(&second), T0 + 2)
+        .unwrap();
+    assert!(matches!(
+        &r.outcomes[0],
+        Outcome::Refused(Refusal::Rule(RuleError::HolderHasLiveCredential { live }))
+            if *live == CredentialId(id1)
+    ));
+    // The entry it points at changed on disk: refused as corruption.
+    assert!(mem.tamper(Space::Entry, &issued.to_be_bytes(), |v| v[40] ^= 1));
+    match l.append_events(&[second], T0 + 3) {
+        Err(LedgerError::Corrupt(m)) => assert!(
+            m.contains(&format!("entry {issued} is not an event of this holder")),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
