@@ -252,7 +252,11 @@ struct Work<'a, S: Store> {
     pages: MapPages<'a, S>,
     batch: Batch,
     frontier: Frontier,
+    /// This batch's events by leaf hash.
     dedup: HashMap<Hash, u64>,
+    /// Stored dedup records this batch adds to: keys already holding
+    /// another event (see [`DEDUP_KEY_LEN`]).
+    dedup_stored: HashMap<[u8; DEDUP_KEY_LEN], Vec<u8>>,
     credentials: BTreeMap<CredentialId, Credential>,
     holders: BTreeMap<HolderTag, Option<CredentialId>>,
     registry: Arc<Registry>,
@@ -356,6 +360,48 @@ fn live_credential_of(
             "holder record {holder}: entry {index} is not an event of this holder"
         ))),
     }
+}
+
+/// Bytes of an event's leaf hash that key the dedup index: 16, not 32
+/// (16 bytes less per event). Leaf hashes that share them (by chance, one
+/// in 2^64 even at 2^32 events, or made to, at about 2^64 SHA-256 work)
+/// share one record, and every candidate is checked against the log.
+pub(crate) const DEDUP_KEY_LEN: usize = 16;
+
+fn dedup_key(leaf: &Hash) -> [u8; DEDUP_KEY_LEN] {
+    let mut k = [0u8; DEDUP_KEY_LEN];
+    k.copy_from_slice(&leaf.0[..DEDUP_KEY_LEN]);
+    k
+}
+
+/// The logged event whose leaf hash is `leaf`, from the dedup index, and
+/// the record read. A record lists, as u64s in log order, the events whose
+/// leaf hashes start with its key; each is checked by hashing its entry.
+///
+/// # Errors
+/// Storage errors; [`LedgerError::Corrupt`] for a malformed record or one
+/// that names a missing entry.
+fn find_logged<S: ReadStore + ?Sized>(
+    store: &S,
+    leaf: &Hash,
+) -> Result<(Option<u64>, Option<Vec<u8>>), LedgerError> {
+    let Some(record) = store.get(Space::Dedup, &dedup_key(leaf))? else {
+        return Ok((None, None));
+    };
+    if record.is_empty() || record.len() % 8 != 0 {
+        return Err(LedgerError::Corrupt(format!(
+            "dedup record {} is {} bytes, not a list of u64s",
+            hex::encode(dedup_key(leaf)),
+            record.len()
+        )));
+    }
+    for chunk in record.chunks_exact(8) {
+        let index = u64_value(chunk, "dedup index")?;
+        if leaf_hash(&read_entry_bytes(store, index)?) == *leaf {
+            return Ok((Some(index), Some(record)));
+        }
+    }
+    Ok((None, Some(record)))
 }
 
 /// The bytes of entry `index`, which must exist.
@@ -598,6 +644,7 @@ impl<S: Store> Ledger<S> {
             batch: Batch::new(),
             frontier: self.frontier.clone(),
             dedup: HashMap::new(),
+            dedup_stored: HashMap::new(),
             credentials: BTreeMap::new(),
             holders: BTreeMap::new(),
             registry: self.registry.clone(),
@@ -1131,10 +1178,7 @@ impl<S: Store> LedgerReader<S> {
     /// # Errors
     /// Storage or corruption errors.
     pub fn find_event(&self, leaf: &Hash) -> Result<Option<u64>, LedgerError> {
-        match self.store.get(Space::Dedup, &leaf.0)? {
-            None => Ok(None),
-            Some(v) => u64_value(&v, "dedup index").map(Some),
-        }
+        find_logged(&*self.store, leaf).map(|(index, _)| index)
     }
 
     /// A status proof for `credential` against the latest checkpoint
@@ -1241,7 +1285,22 @@ fn seal<S: Store>(
     now_ms: u64,
     last_head_ms: u64,
 ) -> Result<Sealed, LedgerError> {
-    // 1. Holder index and status map changes (a credential's record is
+    // 1. Dedup records: per key, what it held before, then this batch's
+    // events in log order.
+    let mut records: BTreeMap<[u8; DEDUP_KEY_LEN], Vec<u8>> = BTreeMap::new();
+    let mut fresh: Vec<(u64, Hash)> = work.dedup.iter().map(|(h, i)| (*i, *h)).collect();
+    fresh.sort_unstable();
+    for (index, leaf) in fresh {
+        let key = dedup_key(&leaf);
+        records
+            .entry(key)
+            .or_insert_with(|| work.dedup_stored.remove(&key).unwrap_or_default())
+            .extend_from_slice(&index.to_be_bytes());
+    }
+    for (key, record) in records {
+        work.batch.put(Space::Dedup, key, record);
+    }
+    // 2. Holder index and status map changes (a credential's record is
     // its map leaf and the logged event it names).
     let mut updates = Vec::with_capacity(work.credentials.len());
     for (id, cred) in &work.credentials {
@@ -1268,7 +1327,7 @@ fn seal<S: Store>(
     }
     let map = smt::update(&work.pages, &updates).map_err(map_failed)?;
     work.pages.write(&map.writes, &mut work.batch)?;
-    // 2. The head record ends the batch; its time never goes backwards.
+    // 3. The head record ends the batch; its time never goes backwards.
     let head = HeadRecord {
         time_ms: now_ms.max(last_head_ms),
         map_root: map.root,
@@ -1282,7 +1341,7 @@ fn seal<S: Store>(
         work.batch
             .put(Space::Meta, META_REGISTRY, encode_registry(&work.registry));
     }
-    // 3. Atomic and durable (the Store contract).
+    // 4. Atomic and durable (the Store contract).
     work.store.commit(work.batch)?;
     Ok(Sealed {
         frontier: work.frontier,
@@ -1416,10 +1475,14 @@ fn admit<S: Store>(
     // An identical event is logged once: the second gets the first's index.
     let seen = match work.dedup.get(&leaf) {
         Some(i) => Some(*i),
-        None => match work.store.get(Space::Dedup, &leaf.0)? {
-            Some(v) => Some(u64_value(&v, "dedup index")?),
-            None => None,
-        },
+        None => {
+            let (found, record) = find_logged(work.store, &leaf)?;
+            if let (None, Some(record)) = (found, record) {
+                // Another event's leaf hash shares this one's first bytes.
+                work.dedup_stored.insert(dedup_key(&leaf), record);
+            }
+            found
+        }
     };
     if let Some(index) = seen {
         return Ok(Outcome::Duplicate {
@@ -1437,7 +1500,6 @@ fn admit<S: Store>(
         Err(ApplyError::Read(e)) => return Err(e),
     };
     work.push_entry(raw.to_vec(), leaf)?;
-    work.batch.put(Space::Dedup, leaf.0, index.to_be_bytes());
     work.dedup.insert(leaf, index);
     work.credentials.extend(effects.credentials);
     work.holders.extend(effects.holders);

@@ -28,7 +28,8 @@ pub enum Space {
     /// Live credential by holder tag: the node keeps the index of an event
     /// about it, the auditor its id.
     Holder = b'o',
-    /// Log index by leaf hash, so a resubmitted entry is logged once.
+    /// Log indexes by the first 16 bytes of a leaf hash, so a resubmitted
+    /// entry is logged once (the ledger checks each against the log).
     Dedup = b'd',
     /// Status map nodes, in pages of four levels (`mappage`), and the
     /// pages' layout.

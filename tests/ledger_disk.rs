@@ -3,7 +3,7 @@
 //! start-up cost independent of the log's size.
 
 use revledger::entry::{Action, CredentialId, Event, HolderTag, KindSet, Reason};
-use revledger::hash::Hash;
+use revledger::hash::{leaf_hash, Hash};
 use revledger::ledger::{Ledger, LedgerError, Outcome, Refusal, Submitter};
 use revledger::merkle;
 use revledger::note::{KeyName, NoteSigner};
@@ -547,6 +547,53 @@ fn the_holder_index_points_into_the_log() {
             m.contains(&format!("entry {issued} is not an event of this holder")),
             "{m}"
         ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Dedup records are keyed on the first 16 bytes of a leaf hash: every
+/// candidate they list is checked against the log, and a second event
+/// under the same key is added to the record, not written over it.
+#[test]
+fn dedup_records_are_checked_against_the_log() {
+    let mem = Arc::new(MemStore::new());
+    let mut l = registered(mem.clone());
+    let (a, b) = (issue(1), issue(2));
+    let key = |e: &[u8]| leaf_hash(e).0[..16].to_vec();
+    let ia = accepted(
+        &l.append_events(std::slice::from_ref(&a), T0 + 1)
+            .unwrap()
+            .outcomes[0],
+    );
+    assert_eq!(
+        mem.get(Space::Dedup, &key(&a)).unwrap(),
+        Some(ia.to_be_bytes().to_vec())
+    );
+    // b's key holds a's index, as if a's leaf hash began with b's 16 bytes.
+    let put = |k: Vec<u8>, v: Vec<u8>| {
+        let mut batch = Batch::new();
+        batch.put(Space::Dedup, k, v);
+        mem.commit(batch).unwrap();
+    };
+    put(key(&b), ia.to_be_bytes().to_vec());
+    let ib = accepted(
+        &l.append_events(std::slice::from_ref(&b), T0 + 2)
+            .unwrap()
+            .outcomes[0],
+    );
+    let mut both = ia.to_be_bytes().to_vec();
+    both.extend_from_slice(&ib.to_be_bytes());
+    assert_eq!(mem.get(Space::Dedup, &key(&b)).unwrap(), Some(both));
+    let r = l.append_events(&[b.clone(), a.clone()], T0 + 3).unwrap();
+    assert!(matches!(r.outcomes[0], Outcome::Duplicate { index, .. } if index == ib));
+    assert!(matches!(r.outcomes[1], Outcome::Duplicate { index, .. } if index == ia));
+    assert_eq!(r.checkpoint.size(), ib + 2);
+    assert_eq!(l.find_event(&leaf_hash(&b)).unwrap(), Some(ib));
+    assert_eq!(l.find_event(&leaf_hash(&issue(3))).unwrap(), None);
+    // A malformed record is corruption, not "never seen".
+    put(key(&b), vec![1, 2, 3]);
+    match l.append_events(&[b], T0 + 4) {
+        Err(LedgerError::Corrupt(m)) => assert!(m.contains("not a list of u64s"), "{m}"),
         other => panic!("{other:?}"),
     }
 }
