@@ -8,7 +8,7 @@
 //! (hashing, proofs, update rules) is `smt`, which sees nodes through
 //! [`NodeReader`] and does not know pages exist.
 //!
-//! Layout 2. Page `(s, p)` (`p` = the first `4s` bits of a path) holds the
+//! Layout 3. Page `(s, p)` (`p` = the first `4s` bits of a path) holds the
 //! nodes at depths `4s+1 … 4s+4` below `p`: up to 30 positions
 //! (2 + 4 + 8 + 16), and page `(0, ε)` also holds the root. A page thus
 //! holds both children of every node whose children it holds any of, so
@@ -22,14 +22,17 @@
 //! page key   = s (u8) ‖ p[0 .. ⌈4s/8⌉]          bits of p past 4s are 0
 //! page value = slots (u32, bit i = slot i present; bit 31 is 0, and bit 0
 //!              only in page (0, ε))
-//!              ‖ for each present slot, in order: len (u16) ‖ node bytes
-//! layout key = 0xff (one byte), value 0x02: written with the first page
+//!              ‖ for each present slot, in order, its node bytes (they
+//!              say their own length)
+//! layout key = 0xff (one byte), value 0x03: written with the first page
 //! ```
 //!
 //! Node bytes are `smt::Node::encode`. A page with no node is deleted. The
 //! layout is storage only: no hash, proof or wire format depends on it.
-//! Layout 1 (until 2026-12-01: pages of depths `4s … 4s+3`, a `u16`
-//! bitmap, no layout key) is refused with an error at open.
+//! Other layouts are refused with an error at open: layout 1 (until
+//! 2026-12-01: pages of depths `4s … 4s+3`, a `u16` bitmap, no layout key)
+//! and layout 2 (for some hours on 2026-12-01: this one with a `u16` length
+//! before each node).
 
 use crate::hash::Hash;
 use crate::smt::{key_bit, Node, NodeId, NodeReader};
@@ -53,7 +56,7 @@ pub(crate) type Page = [Option<Node>; SLOTS];
 const LAYOUT_KEY: &[u8] = &[0xff];
 
 /// The layout this build reads and writes.
-const LAYOUT: &[u8] = &[2];
+const LAYOUT: &[u8] = &[3];
 
 /// Which page holds a node: named by the node just above the page, whose
 /// depth is a multiple of [`PAGE_LEVELS`] (the stratum times four).
@@ -90,7 +93,7 @@ fn encode_page(page: &Page) -> Option<Vec<u8>> {
     for (i, node) in page.iter().enumerate() {
         if let Some(n) = node {
             slots |= 1 << i;
-            len += 2 + n.encoded_len();
+            len += n.encoded_len();
         }
     }
     if slots == 0 {
@@ -99,8 +102,7 @@ fn encode_page(page: &Page) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&slots.to_be_bytes());
     for n in page.iter().flatten() {
-        // A node is at most 1 + 32 + 2 + 1024 bytes.
-        out.extend_from_slice(&(n.encoded_len() as u16).to_be_bytes());
+        // Self-delimiting: the tag gives the length (a leaf's value has its own).
         n.encode_into(&mut out);
     }
     Some(out)
@@ -119,10 +121,8 @@ fn decode_page(id: &PageId, bytes: &[u8]) -> Result<Page, String> {
         if slots & (1 << i) == 0 {
             continue;
         }
-        let (len, tail) = rest.split_at_checked(2).ok_or("truncated node length")?;
-        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-        let (node, tail) = tail.split_at_checked(len).ok_or("truncated node")?;
-        *slot = Some(Node::decode(node).map_err(|e| format!("slot {i}: {e}"))?);
+        let (node, tail) = Node::decode_prefix(rest).map_err(|e| format!("slot {i}: {e}"))?;
+        *slot = Some(node);
         rest = tail;
     }
     if !rest.is_empty() {
@@ -459,9 +459,21 @@ mod tests {
             value: vec![1, 2, 3],
         });
         let bytes = encode_page(&page).unwrap();
-        assert_eq!(&bytes[..4], &[0x40, 0, 0, 0x01]);
-        assert_eq!(&bytes[4..6], &[0, 33]);
+        // bitmap ‖ 11 ‖ 7×32 ‖ 10 ‖ 1×32 ‖ 0003 ‖ 010203: no length fields.
+        let mut want = vec![0x40, 0, 0, 0x01, 0x11];
+        want.extend_from_slice(&[7; 32]);
+        want.push(0x10);
+        want.extend_from_slice(&[1; 32]);
+        want.extend_from_slice(&[0, 3, 1, 2, 3]);
+        assert_eq!(bytes, want);
         assert_eq!(decode_page(&root, &bytes).unwrap(), page);
+        // An unknown tag, a value running past the end.
+        let mut bad = bytes.clone();
+        bad[4] = 0x12;
+        assert!(decode_page(&root, &bad).is_err());
+        let mut bad = bytes.clone();
+        bad[4 + 33 + 1 + 32 + 1] = 4;
+        assert!(decode_page(&root, &bad).is_err());
         // Slot 0 is the root: no other page has it.
         assert!(decode_page(&lower, &bytes).is_err());
         page[0] = None;
@@ -498,7 +510,7 @@ mod tests {
         store.commit(b).unwrap();
         assert_eq!(
             store.get(Space::MapPage, LAYOUT_KEY).unwrap(),
-            Some(vec![2])
+            Some(vec![3])
         );
         assert!(HotPages::load(&store).is_ok());
         // Later batches do not write it again.
@@ -510,10 +522,10 @@ mod tests {
         assert!(!b.is_empty());
         assert!(b.ops().iter().all(|(_, k, _)| k != LAYOUT_KEY));
         let mut b = Batch::new();
-        b.put(Space::MapPage, LAYOUT_KEY.to_vec(), vec![3]);
+        b.put(Space::MapPage, LAYOUT_KEY.to_vec(), vec![2]);
         store.commit(b).unwrap();
         let err = HotPages::load(&store).err().unwrap().to_string();
-        assert!(err.contains("layout 03"), "{err}");
+        assert!(err.contains("layout 02"), "{err}");
     }
 
     /// Updates through pages give the same tree, root and proofs as the

@@ -497,6 +497,22 @@ impl Node {
     /// [`MapError::TrailingBytes`], or [`MapError::ValueTooLong`] if the
     /// length field exceeds [`MAX_VALUE_LEN`].
     pub fn decode(bytes: &[u8]) -> Result<Node, MapError> {
+        let (node, rest) = Node::decode_prefix(bytes)?;
+        if !rest.is_empty() {
+            return Err(MapError::TrailingBytes {
+                what: "node",
+                extra: rest.len(),
+            });
+        }
+        Ok(node)
+    }
+
+    /// Parses one [`Node::encode`] from the start of `bytes` (a node says
+    /// its own length) and returns it with the bytes after it.
+    ///
+    /// # Errors
+    /// As [`Node::decode`], except that trailing bytes are returned.
+    pub fn decode_prefix(bytes: &[u8]) -> Result<(Node, &[u8]), MapError> {
         let mut r = Reader::new("node", bytes);
         let node = match r.u8()? {
             NODE_TAG_INTERIOR => Node::Interior(r.hash()?),
@@ -507,8 +523,7 @@ impl Node {
             }
             tag => return Err(MapError::UnknownTag { what: "node", tag }),
         };
-        r.finish()?;
-        Ok(node)
+        Ok((node, r.rest()))
     }
 }
 
@@ -1178,6 +1193,11 @@ impl<'a> Reader<'a> {
             });
         }
         Ok(self.take(len)?.to_vec())
+    }
+
+    /// The bytes not read yet.
+    fn rest(self) -> &'a [u8] {
+        self.rest
     }
 
     fn finish(self) -> Result<(), MapError> {
