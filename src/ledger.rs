@@ -969,10 +969,7 @@ impl<S: Store> LedgerReader<S> {
     /// The entry at `index` of the committed tree, checked against its
     /// stored leaf hash.
     fn read_entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
-        let bytes = self
-            .store
-            .get(Space::Entry, &index.to_be_bytes())?
-            .ok_or_else(|| LedgerError::Corrupt(format!("entry {index} is missing")))?;
+        let bytes = read_entry_bytes(&*self.store, index)?;
         let stored = Hashes(&*self.store)
             .read_hashes(&[merkle::stored_hash_index(0, index)])?
             .into_iter()

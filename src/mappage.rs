@@ -178,12 +178,13 @@ impl HotPages {
         for s in 0..HOT_STRATA {
             let mut next = Vec::new();
             for id in stratum {
-                if s == 0 {
+                let raw = store.get(Space::MapPage, &id.key())?;
+                if s == 0 && raw.is_some() {
                     // Before the root page is decoded: another layout's
                     // bytes would only fail to decode.
                     check_layout(store)?;
                 }
-                let page = read_page(store, &id)?;
+                let page = raw.map(|v| decode_stored(&id, &v)).transpose()?;
                 let present = page.is_some();
                 if let Some(i) = hot_index(&id) {
                     hot.0[i] = Some(page.map_or_else(|| empty.clone(), Arc::new));
@@ -216,15 +217,9 @@ impl HotPages {
     }
 }
 
-/// Refuses a store with map pages whose layout key does not say
-/// [`LAYOUT`].
+/// Refuses a store that holds map pages (its root page exists) unless its
+/// layout key says [`LAYOUT`].
 fn check_layout<S: ReadStore + ?Sized>(store: &S) -> Result<(), StoreError> {
-    if store
-        .get(Space::MapPage, &PageId(NodeId::root()).key())?
-        .is_none()
-    {
-        return Ok(());
-    }
     match store.get(Space::MapPage, LAYOUT_KEY)? {
         Some(v) if v == LAYOUT => Ok(()),
         Some(v) => Err(StoreError::Io(format!(
@@ -265,12 +260,16 @@ fn mark_empty_below(hot: &mut HotPages, id: &PageId, s: u16, empty: &Arc<Page>) 
 }
 
 fn read_page<S: ReadStore + ?Sized>(store: &S, id: &PageId) -> Result<Option<Page>, StoreError> {
-    match store.get(Space::MapPage, &id.key())? {
-        None => Ok(None),
-        Some(v) => decode_page(id, &v)
-            .map(Some)
-            .map_err(|e| StoreError::Io(format!("status map page {}: {e}", hex::encode(id.key())))),
-    }
+    store
+        .get(Space::MapPage, &id.key())?
+        .map(|v| decode_stored(id, &v))
+        .transpose()
+}
+
+/// Decodes the stored value of page `id`, naming the page in the error.
+fn decode_stored(id: &PageId, bytes: &[u8]) -> Result<Page, StoreError> {
+    decode_page(id, bytes)
+        .map_err(|e| StoreError::Io(format!("status map page {}: {e}", hex::encode(id.key()))))
 }
 
 /// The status map's nodes in `store`, read (and, for one update, written)
@@ -280,7 +279,7 @@ fn read_page<S: ReadStore + ?Sized>(store: &S, id: &PageId) -> Result<Option<Pag
 pub struct MapPages<'a, S: ReadStore + ?Sized> {
     store: &'a S,
     hot: Option<&'a HotPages>,
-    /// The pages read or written so far. A page is about 3 KiB decoded:
+    /// The pages read or written so far. A page is kilobytes decoded:
     /// each is shared (with [`HotPages`] when it came from there) until it
     /// is written, and moved only as a pointer. Page ids are hashes of
     /// map keys, so a fast non-keyed hasher is enough.

@@ -498,12 +498,7 @@ impl Node {
     /// length field exceeds [`MAX_VALUE_LEN`].
     pub fn decode(bytes: &[u8]) -> Result<Node, MapError> {
         let (node, rest) = Node::decode_prefix(bytes)?;
-        if !rest.is_empty() {
-            return Err(MapError::TrailingBytes {
-                what: "node",
-                extra: rest.len(),
-            });
-        }
+        Reader::new("node", rest).finish()?;
         Ok(node)
     }
 
