@@ -38,21 +38,40 @@ fn registered<S: Store>(store: S) -> Ledger<S> {
 
 const FIVE_YEARS_MS: u64 = 5 * 365 * 86_400_000;
 
+/// 32 bytes of `fill` that begin with `n`.
+fn numbered(n: u32, fill: u8) -> [u8; 32] {
+    let mut b = [fill; 32];
+    b[..4].copy_from_slice(&n.to_be_bytes());
+    b
+}
+
+/// The credential issue event number `n` issues, and its holder.
+fn credential(n: u32) -> CredentialId {
+    CredentialId(numbered(n, 0))
+}
+
+fn holder(n: u32) -> HolderTag {
+    HolderTag(numbered(n, 0xaa))
+}
+
+/// An issue of `id` to `holder`, signed by the issuer.
+fn issue_of(id: CredentialId, holder: HolderTag, by: &NoteSigner) -> Vec<u8> {
+    Event::issue(id, holder, by.id(), T0, FIVE_YEARS_MS)
+        .sign(by.signing_key())
+        .encode()
+}
+
 /// Issue event number `n`, signed by `by`.
 fn issue_by(by: &NoteSigner, n: u32) -> Vec<u8> {
-    let mut id = [0u8; 32];
-    id[..4].copy_from_slice(&n.to_be_bytes());
-    let mut holder = [0xaa; 32];
-    holder[..4].copy_from_slice(&n.to_be_bytes());
-    Event::issue(
-        CredentialId(id),
-        HolderTag(holder),
-        by.id(),
-        T0,
-        FIVE_YEARS_MS,
-    )
-    .sign(by.signing_key())
-    .encode()
+    issue_of(credential(n), holder(n), by)
+}
+
+/// The batch failed as corruption, with a message containing `needle`.
+fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, LedgerError>, needle: &str) {
+    match r {
+        Err(LedgerError::Corrupt(m)) => assert!(m.contains(needle), "{m}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 fn issue(n: u32) -> Vec<u8> {
@@ -463,43 +482,38 @@ fn credential_records_come_from_the_map_and_the_log() {
     let mut l = registered(mem.clone());
     let r = l.append_events(&[issue(1), issue(2)], T0 + 1).unwrap();
     let issued = accepted(&r.outcomes[0]);
-    let mut id = [0u8; 32];
-    id[..4].copy_from_slice(&1u32.to_be_bytes());
-    let id = CredentialId(id);
-    let mut holder = [0xaa; 32];
-    holder[..4].copy_from_slice(&1u32.to_be_bytes());
+    let id = credential(1);
     assert!(!mem.tamper(Space::Credential, &id.0, |_| {}));
     let rec = l.credential(&id).unwrap().unwrap();
-    assert_eq!(rec.holder, HolderTag(holder));
+    assert_eq!(rec.holder, holder(1));
     assert_eq!(rec.status.last_index, issued);
     // A suspension needs the holder, found in entry `issued`.
-    let suspend = |h: [u8; 32]| {
+    let suspend = |h: HolderTag| {
         Event {
             action: Action::Suspend {
                 reason: Reason::Lost,
             },
             credential: id,
-            holder: HolderTag(h),
+            holder: h,
             issuer_key_id: issuer().id(),
             issued_at_ms: T0 + 2,
         }
         .sign(issuer().signing_key())
         .encode()
     };
-    let r = l.append_events(&[suspend([0xbb; 32])], T0 + 2).unwrap();
+    let r = l
+        .append_events(&[suspend(HolderTag([0xbb; 32]))], T0 + 2)
+        .unwrap();
     assert!(matches!(
         &r.outcomes[0],
         Outcome::Refused(Refusal::Rule(RuleError::HolderMismatch { .. }))
     ));
     // The issue entry changed on disk: the suspension is not judged on it.
     assert!(mem.tamper(Space::Entry, &issued.to_be_bytes(), |v| v[40] ^= 1));
-    match l.append_events(&[suspend(holder)], T0 + 3) {
-        Err(LedgerError::Corrupt(m)) => assert!(
-            m.contains(&format!("entry {issued} does not have the leaf hash")),
-            "{m}"
-        ),
-        other => panic!("{other:?}"),
-    }
+    assert_corrupt(
+        l.append_events(&[suspend(holder(1))], T0 + 3),
+        &format!("entry {issued} does not have the leaf hash"),
+    );
 }
 
 /// The node's holder index holds the index of an event about the live
@@ -511,43 +525,26 @@ fn the_holder_index_points_into_the_log() {
     let mut l = registered(mem.clone());
     let r = l.append_events(&[issue(1)], T0 + 1).unwrap();
     let issued = accepted(&r.outcomes[0]);
-    let mut holder = [0xaa; 32];
-    holder[..4].copy_from_slice(&1u32.to_be_bytes());
     assert_eq!(
-        mem.get(Space::Holder, &holder).unwrap(),
+        mem.get(Space::Holder, &holder(1).0).unwrap(),
         Some(issued.to_be_bytes().to_vec())
     );
     // A second credential for the same holder, replacing nothing.
-    let mut id2 = [0x77; 32];
-    id2[..4].copy_from_slice(&1u32.to_be_bytes());
-    let second = Event::issue(
-        CredentialId(id2),
-        HolderTag(holder),
-        issuer().id(),
-        T0,
-        FIVE_YEARS_MS,
-    )
-    .sign(issuer().signing_key())
-    .encode();
-    let mut id1 = [0u8; 32];
-    id1[..4].copy_from_slice(&1u32.to_be_bytes());
+    let second = issue_of(CredentialId(numbered(1, 0x77)), holder(1), &issuer());
     let r = l
         .append_events(std::slice::from_ref(&second), T0 + 2)
         .unwrap();
     assert!(matches!(
         &r.outcomes[0],
         Outcome::Refused(Refusal::Rule(RuleError::HolderHasLiveCredential { live }))
-            if *live == CredentialId(id1)
+            if *live == credential(1)
     ));
     // The entry it points at changed on disk: refused as corruption.
     assert!(mem.tamper(Space::Entry, &issued.to_be_bytes(), |v| v[40] ^= 1));
-    match l.append_events(&[second], T0 + 3) {
-        Err(LedgerError::Corrupt(m)) => assert!(
-            m.contains(&format!("entry {issued} is not an event of this holder")),
-            "{m}"
-        ),
-        other => panic!("{other:?}"),
-    }
+    assert_corrupt(
+        l.append_events(&[second], T0 + 3),
+        &format!("entry {issued} is not an event of this holder"),
+    );
 }
 
 /// Dedup records are keyed on the first 16 bytes of a leaf hash: every
@@ -591,8 +588,5 @@ fn dedup_records_are_checked_against_the_log() {
     assert_eq!(l.find_event(&leaf_hash(&issue(3))).unwrap(), None);
     // A malformed record is corruption, not "never seen".
     put(key(&b), vec![1, 2, 3]);
-    match l.append_events(&[b], T0 + 4) {
-        Err(LedgerError::Corrupt(m)) => assert!(m.contains("not a list of u64s"), "{m}"),
-        other => panic!("{other:?}"),
-    }
+    assert_corrupt(l.append_events(&[b], T0 + 4), "not a list of u64s");
 }
