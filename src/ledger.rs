@@ -34,6 +34,15 @@ use std::sync::{Arc, OnceLock};
 const META_SIZE: &[u8] = b"size";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
 const META_REGISTRY: &[u8] = b"registry";
+/// The key in [`Space::Meta`] that records how the node keys its holder
+/// and dedup indexes (the status map's pages record their own layout).
+const META_LAYOUT: &[u8] = b"layout";
+/// The layout this build reads and writes: holder and dedup records keyed
+/// by [`HOLDER_KEY_LEN`] and [`DEDUP_KEY_LEN`] bytes, values lists of u64
+/// entry indexes. Stores without the key (written before 2026-12-02, with
+/// 32-byte holder keys and 16-byte dedup keys) are refused at open: read
+/// with these keys, they would miss every record.
+const LAYOUT: &[u8] = &[1];
 
 /// Errors of the ledger itself (not of one submitted event; see
 /// [`Refusal`]).
@@ -281,11 +290,10 @@ impl<S: Store> StateView for Work<'_, S> {
         if let Some(c) = self.holders.get(holder) {
             return Ok(*c);
         }
-        let Some(v) = self.store.get(Space::Holder, &holder.0)? else {
-            return Ok(None);
-        };
-        let index = u64_value(&v, &format!("holder record {holder}"))?;
-        live_credential_of(holder, index, &read_entry_bytes(self.store, index)?).map(Some)
+        Ok(holder_record(self.store, &holder_key(holder))?
+            .into_iter()
+            .find(|l| l.holder == *holder)
+            .map(|l| l.credential))
     }
 }
 
@@ -342,33 +350,91 @@ fn credential_of(
     })
 }
 
-/// The node's holder index holds, per holder with a live credential, the
-/// index of a logged event about that credential (8 bytes, not the 32 of
-/// its id): the one that last changed it when the holder record was
-/// written. This is the credential that `entry`, at `index`, names.
-///
-/// # Errors
-/// [`LedgerError::Corrupt`] when the entry is not an event of `holder`.
-fn live_credential_of(
-    holder: &HolderTag,
-    index: u64,
-    entry: &[u8],
-) -> Result<CredentialId, LedgerError> {
-    match Entry::decode(entry) {
-        Ok(Entry::Event(e)) if e.event.holder == *holder => Ok(e.event.credential),
-        _ => Err(LedgerError::Corrupt(format!(
-            "holder record {holder}: entry {index} is not an event of this holder"
-        ))),
-    }
+/// Bytes of a holder tag that key the node's holder index: 8 of its 32
+/// (24 bytes less per live credential). Holders whose tags share them (by
+/// chance, about one pair among 2^32 live credentials, or made to, which
+/// takes a registered issuer about 2^32 SHA-256 work per pair) share one
+/// record, and the entries it lists say which holder each is of.
+pub const HOLDER_KEY_LEN: usize = 8;
+
+/// The key of `holder`'s record in the node's holder index.
+pub fn holder_key(holder: &HolderTag) -> [u8; HOLDER_KEY_LEN] {
+    let mut k = [0u8; HOLDER_KEY_LEN];
+    k.copy_from_slice(&holder.0[..HOLDER_KEY_LEN]);
+    k
 }
 
-/// Bytes of an event's leaf hash that key the dedup index: 16, not 32
-/// (16 bytes less per event). Leaf hashes that share them (by chance, one
-/// in 2^64 even at 2^32 events, or made to, at about 2^64 SHA-256 work)
-/// share one record, and every candidate is checked against the log.
-pub(crate) const DEDUP_KEY_LEN: usize = 16;
+/// One holder in a node's holder record: the index of a logged event about
+/// its live credential (the one that last changed it when the record was
+/// written), the holder and the credential that event names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LiveHolder {
+    index: u64,
+    holder: HolderTag,
+    credential: CredentialId,
+}
 
-fn dedup_key(leaf: &Hash) -> [u8; DEDUP_KEY_LEN] {
+/// The node's holder record under `key`: a list of u64 entry indexes, in
+/// log order, one per holder under this key with a live credential (one,
+/// unless holder tags share their first [`HOLDER_KEY_LEN`] bytes).
+///
+/// # Errors
+/// Storage errors; [`LedgerError::Corrupt`] for a malformed record, or an
+/// entry that is missing or not an event of a holder under this key.
+fn holder_record<S: ReadStore + ?Sized>(
+    store: &S,
+    key: &[u8; HOLDER_KEY_LEN],
+) -> Result<Vec<LiveHolder>, LedgerError> {
+    let Some(record) = store.get(Space::Holder, key)? else {
+        return Ok(Vec::new());
+    };
+    let name = || hex::encode(key);
+    index_list(&record, &format!("holder record {}", name()))?
+        .into_iter()
+        .map(|index| {
+            let entry = read_entry_bytes(store, index)?;
+            match Entry::decode(&entry) {
+                Ok(Entry::Event(e)) if holder_key(&e.event.holder) == *key => Ok(LiveHolder {
+                    index,
+                    holder: e.event.holder,
+                    credential: e.event.credential,
+                }),
+                _ => Err(LedgerError::Corrupt(format!(
+                    "holder record {}: entry {index} is not an event of a holder under this key",
+                    name()
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// The u64s of a non-empty index list (a holder or dedup record).
+fn index_list(record: &[u8], what: &str) -> Result<Vec<u64>, LedgerError> {
+    if record.is_empty() || !record.len().is_multiple_of(8) {
+        return Err(LedgerError::Corrupt(format!(
+            "{what} is {} bytes, not a list of u64s",
+            record.len()
+        )));
+    }
+    Ok(record
+        .chunks_exact(8)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            u64::from_be_bytes(b)
+        })
+        .collect())
+}
+
+/// Bytes of an event's leaf hash that key the dedup index: 8, not 32
+/// (24 bytes less per event). Leaf hashes that share them (by chance,
+/// about one pair in 2^32 events, or made to, at about 2^32 SHA-256 work
+/// per pair by a registered issuer) share one record, and every candidate
+/// is checked against the log.
+pub const DEDUP_KEY_LEN: usize = 8;
+
+/// The key of the dedup record that lists the event with leaf hash `leaf`.
+pub fn dedup_key(leaf: &Hash) -> [u8; DEDUP_KEY_LEN] {
     let mut k = [0u8; DEDUP_KEY_LEN];
     k.copy_from_slice(&leaf.0[..DEDUP_KEY_LEN]);
     k
@@ -388,15 +454,8 @@ fn find_logged<S: ReadStore + ?Sized>(
     let Some(record) = store.get(Space::Dedup, &dedup_key(leaf))? else {
         return Ok((None, None));
     };
-    if record.is_empty() || record.len() % 8 != 0 {
-        return Err(LedgerError::Corrupt(format!(
-            "dedup record {} is {} bytes, not a list of u64s",
-            hex::encode(dedup_key(leaf)),
-            record.len()
-        )));
-    }
-    for chunk in record.chunks_exact(8) {
-        let index = u64_value(chunk, "dedup index")?;
+    let what = format!("dedup record {}", hex::encode(dedup_key(leaf)));
+    for index in index_list(&record, &what)? {
         if leaf_hash(&read_entry_bytes(store, index)?) == *leaf {
             return Ok((Some(index), Some(record)));
         }
@@ -426,7 +485,7 @@ pub(crate) fn read_credential<S: ReadStore + ?Sized>(
 }
 
 /// The auditor's holder index: the live credential's id (the node keeps
-/// an entry index instead, see [`live_credential_of`]).
+/// entry indexes under a prefix of the tag instead, see [`holder_record`]).
 pub(crate) fn read_holder<S: ReadStore + ?Sized>(
     store: &S,
     holder: &HolderTag,
@@ -520,7 +579,9 @@ impl<S: Store> Ledger<S> {
         let size = match ledger.reader.store.get(Space::Meta, META_SIZE)? {
             None => {
                 ledger.hot = Arc::new(HotPages::load(&*ledger.reader.store)?);
-                let sealed = seal(ledger.work(), now_ms, 0);
+                let mut work = ledger.work();
+                work.batch.put(Space::Meta, META_LAYOUT, LAYOUT);
+                let sealed = seal(work, now_ms, 0);
                 ledger.install(sealed)?;
                 return Ok(ledger);
             }
@@ -528,6 +589,17 @@ impl<S: Store> Ledger<S> {
         };
         if size == 0 {
             return Err(LedgerError::Corrupt("stored tree size is 0".into()));
+        }
+        match ledger.reader.store.get(Space::Meta, META_LAYOUT)? {
+            Some(v) if v == LAYOUT => {}
+            found => {
+                return Err(LedgerError::Corrupt(format!(
+                    "the holder and dedup indexes are in layout {}; this build reads layout {} \
+                     only, and no converter exists yet",
+                    found.map_or("0 (written before 2026-12-02)".into(), hex::encode),
+                    LAYOUT[0]
+                )))
+            }
         }
         ledger.frontier = Frontier::load(size, &Hashes(&*ledger.reader.store))
             .map_err(corrupt("loading the tree's right edge"))?;
@@ -1303,23 +1375,44 @@ fn seal<S: Store>(
     for (id, cred) in &work.credentials {
         updates.push((smt::map_key(&id.0), cred.status.encode().to_vec()));
     }
+    let mut by_key: BTreeMap<[u8; HOLDER_KEY_LEN], Vec<(HolderTag, Option<CredentialId>)>> =
+        BTreeMap::new();
     for (holder, live) in &work.holders {
-        match live {
-            Some(id) => {
-                // The credential changed in this batch (it became live), so
-                // its status names this batch's last event about it.
-                let index = work
-                    .credentials
-                    .get(id)
-                    .map(|c| c.status.last_index)
-                    .ok_or_else(|| {
-                        LedgerError::Corrupt(format!(
-                            "holder {holder}: live credential {id} is not in the batch"
-                        ))
-                    })?;
-                work.batch.put(Space::Holder, holder.0, index.to_be_bytes())
-            }
-            None => work.batch.delete(Space::Holder, holder.0),
+        by_key
+            .entry(holder_key(holder))
+            .or_default()
+            .push((*holder, *live));
+    }
+    for (key, changed) in by_key {
+        // What the key held before, less the holders this batch changed,
+        // plus those of them with a live credential.
+        let mut record = holder_record(work.store, &key)?;
+        record.retain(|l| changed.iter().all(|(h, _)| *h != l.holder));
+        for (holder, live) in changed {
+            let Some(id) = live else { continue };
+            // The credential changed in this batch (it became live), so
+            // its status names this batch's last event about it.
+            let index = work
+                .credentials
+                .get(&id)
+                .map(|c| c.status.last_index)
+                .ok_or_else(|| {
+                    LedgerError::Corrupt(format!(
+                        "holder {holder}: live credential {id} is not in the batch"
+                    ))
+                })?;
+            record.push(LiveHolder {
+                index,
+                holder,
+                credential: id,
+            });
+        }
+        if record.is_empty() {
+            work.batch.delete(Space::Holder, key);
+        } else {
+            record.sort_unstable_by_key(|l| l.index);
+            let value: Vec<u8> = record.iter().flat_map(|l| l.index.to_be_bytes()).collect();
+            work.batch.put(Space::Holder, key, value);
         }
     }
     let map = smt::update(&work.pages, &updates).map_err(map_failed)?;

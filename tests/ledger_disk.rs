@@ -4,7 +4,9 @@
 
 use revledger::entry::{Action, CredentialId, Event, HolderTag, KindSet, Reason};
 use revledger::hash::{leaf_hash, Hash};
-use revledger::ledger::{Ledger, LedgerError, Outcome, Refusal, Submitter};
+use revledger::ledger::{
+    dedup_key, holder_key, Ledger, LedgerError, Outcome, Refusal, Submitter, HOLDER_KEY_LEN,
+};
 use revledger::merkle;
 use revledger::note::{KeyName, NoteSigner};
 use revledger::rules::RuleError;
@@ -516,9 +518,10 @@ fn credential_records_come_from_the_map_and_the_log() {
     );
 }
 
-/// The node's holder index holds the index of an event about the live
-/// credential (8 bytes), and the rules take the credential from that
-/// entry, checking that it is an event of the holder.
+/// The node's holder index holds, under the first 8 bytes of the holder
+/// tag, the index of an event about the live credential, and the rules
+/// take the credential from that entry, checking that it is an event of a
+/// holder under that key.
 #[test]
 fn the_holder_index_points_into_the_log() {
     let mem = Arc::new(MemStore::new());
@@ -526,7 +529,7 @@ fn the_holder_index_points_into_the_log() {
     let r = l.append_events(&[issue(1)], T0 + 1).unwrap();
     let issued = accepted(&r.outcomes[0]);
     assert_eq!(
-        mem.get(Space::Holder, &holder(1).0).unwrap(),
+        mem.get(Space::Holder, &holder_key(&holder(1))).unwrap(),
         Some(issued.to_be_bytes().to_vec())
     );
     // A second credential for the same holder, replacing nothing.
@@ -543,11 +546,127 @@ fn the_holder_index_points_into_the_log() {
     assert!(mem.tamper(Space::Entry, &issued.to_be_bytes(), |v| v[40] ^= 1));
     assert_corrupt(
         l.append_events(&[second], T0 + 3),
-        &format!("entry {issued} is not an event of this holder"),
+        &format!("entry {issued} is not an event of a holder under this key"),
     );
 }
 
-/// Dedup records are keyed on the first 16 bytes of a leaf hash: every
+/// Holders whose tags share their first 8 bytes share one holder record:
+/// it lists one event per holder with a live credential, in log order, and
+/// each holder's credential is told apart by the entry's full tag.
+#[test]
+fn holders_under_one_key_share_a_record() {
+    let mem = Arc::new(MemStore::new());
+    let mut l = registered(mem.clone());
+    let tag = |last: u8| {
+        let mut t = [0x5a; 32];
+        t[31] = last;
+        HolderTag(t)
+    };
+    let (a, b) = (tag(1), tag(2));
+    assert_eq!(holder_key(&a), holder_key(&b));
+    assert_eq!(holder_key(&a).len(), HOLDER_KEY_LEN);
+    let record = || mem.get(Space::Holder, &holder_key(&a)).unwrap();
+    let list = |indexes: &[u64]| indexes.iter().flat_map(|i| i.to_be_bytes()).collect();
+    let cred = |n: u32| CredentialId(numbered(n, 0x33));
+    let r = l
+        .append_events(
+            &[
+                issue_of(cred(1), a, &issuer()),
+                issue_of(cred(2), b, &issuer()),
+            ],
+            T0 + 1,
+        )
+        .unwrap();
+    let (ia, ib) = (accepted(&r.outcomes[0]), accepted(&r.outcomes[1]));
+    assert_eq!(record(), Some(list(&[ia, ib])));
+    // Each holder's live credential is its own.
+    for (h, live) in [(a, cred(1)), (b, cred(2))] {
+        let r = l
+            .append_events(&[issue_of(cred(9), h, &issuer())], T0 + 2)
+            .unwrap();
+        assert!(
+            matches!(
+                &r.outcomes[0],
+                Outcome::Refused(Refusal::Rule(RuleError::HolderHasLiveCredential { live: l }))
+                    if *l == live
+            ),
+            "{:?}",
+            r.outcomes[0]
+        );
+    }
+    // Revoking a's credential takes a's index out and leaves b's.
+    let revoke = Event {
+        action: Action::Revoke {
+            reason: Reason::HolderRequest,
+        },
+        credential: cred(1),
+        holder: a,
+        issuer_key_id: issuer().id(),
+        issued_at_ms: T0 + 3,
+    }
+    .sign(issuer().signing_key())
+    .encode();
+    accepted(&l.append_events(&[revoke], T0 + 3).unwrap().outcomes[0]);
+    assert_eq!(record(), Some(list(&[ib])));
+    // a may now hold a new one, listed after b's; then b's goes too.
+    let r = l
+        .append_events(&[issue_of(cred(3), a, &issuer())], T0 + 4)
+        .unwrap();
+    let i3 = accepted(&r.outcomes[0]);
+    assert_eq!(record(), Some(list(&[ib, i3])));
+    let replace = Event {
+        action: Action::Issue {
+            not_before_ms: T0,
+            not_after_ms: T0 + FIVE_YEARS_MS,
+            replaces: Some(cred(2)),
+        },
+        credential: cred(4),
+        holder: b,
+        issuer_key_id: issuer().id(),
+        issued_at_ms: T0 + 5,
+    }
+    .sign(issuer().signing_key())
+    .encode();
+    let i4 = accepted(&l.append_events(&[replace], T0 + 5).unwrap().outcomes[0]);
+    assert_eq!(record(), Some(list(&[i3, i4])));
+    // An entry listed under the key must be an event of a holder under it.
+    let mut batch = Batch::new();
+    batch.put(Space::Holder, holder_key(&a).to_vec(), list(&[i3, 0]));
+    mem.commit(batch).unwrap();
+    assert_corrupt(
+        l.append_events(&[issue_of(cred(5), a, &issuer())], T0 + 6),
+        "entry 0 is not an event of a holder under this key",
+    );
+}
+
+/// A store records how its holder and dedup records are keyed; a store
+/// without that record (written with 32- and 16-byte keys) or with another
+/// layout is refused at open rather than misread.
+#[test]
+fn the_index_layout_is_recorded_and_checked() {
+    let mem = Arc::new(MemStore::new());
+    drop(registered(mem.clone()));
+    assert_eq!(mem.get(Space::Meta, b"layout").unwrap(), Some(vec![1]));
+    assert!(Ledger::open(mem.clone(), log_signer(), T0).is_ok());
+    let set = |v: Option<Vec<u8>>| {
+        let mut batch = Batch::new();
+        match v {
+            Some(v) => batch.put(Space::Meta, b"layout".to_vec(), v),
+            None => batch.delete(Space::Meta, b"layout".to_vec()),
+        }
+        mem.commit(batch).unwrap();
+    };
+    set(None);
+    let open = || Ledger::open(mem.clone(), log_signer(), T0).map(|_| ());
+    assert_corrupt(
+        open(),
+        "layout 0 (written before 2026-12-02); this build reads layout 1",
+    );
+    set(Some(vec![2]));
+    assert_corrupt(open(), "layout 02;");
+}
+
+/// Dedup records are keyed on the first 8 bytes of a leaf hash: every
 /// candidate they list is checked against the log, and a second event
 /// under the same key is added to the record, not written over it.
 #[test]
@@ -555,7 +674,7 @@ fn dedup_records_are_checked_against_the_log() {
     let mem = Arc::new(MemStore::new());
     let mut l = registered(mem.clone());
     let (a, b) = (issue(1), issue(2));
-    let key = |e: &[u8]| leaf_hash(e).0[..16].to_vec();
+    let key = |e: &[u8]| dedup_key(&leaf_hash(e)).to_vec();
     let ia = accepted(
         &l.append_events(std::slice::from_ref(&a), T0 + 1)
             .unwrap()
@@ -565,7 +684,7 @@ fn dedup_records_are_checked_against_the_log() {
         mem.get(Space::Dedup, &key(&a)).unwrap(),
         Some(ia.to_be_bytes().to_vec())
     );
-    // b's key holds a's index, as if a's leaf hash began with b's 16 bytes.
+    // b's key holds a's index, as if a's leaf hash began with b's 8 bytes.
     let put = |k: Vec<u8>, v: Vec<u8>| {
         let mut batch = Batch::new();
         batch.put(Space::Dedup, k, v);
