@@ -34,14 +34,16 @@ use std::sync::{Arc, OnceLock};
 const META_SIZE: &[u8] = b"size";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
 const META_REGISTRY: &[u8] = b"registry";
-/// The key in [`Space::Meta`] that records how the node keys its holder
-/// and dedup indexes (the status map's pages record their own layout).
+/// The key in [`Space::Meta`] that records how the node lays out its tree
+/// hashes and keys its holder and dedup indexes (the status map's pages
+/// record their own layout).
 const META_LAYOUT: &[u8] = b"layout";
-/// The layout this build reads and writes: holder and dedup records keyed
-/// by [`HOLDER_KEY_LEN`] and [`DEDUP_KEY_LEN`] bytes, values lists of u64
-/// entry indexes. Stores without the key (written before 2026-12-02, with
-/// 32-byte holder keys and 16-byte dedup keys) are refused at open: read
-/// with these keys, they would miss every record.
+/// The layout this build reads and writes: tree hashes of levels ≥ 1 only,
+/// at [`node_hash_slot`]; holder and dedup records keyed by
+/// [`HOLDER_KEY_LEN`] and [`DEDUP_KEY_LEN`] bytes, values lists of u64
+/// entry indexes. Stores without the key (written before 2026-12-02: leaf
+/// hashes stored, 32-byte holder keys, 16-byte dedup keys) are refused at
+/// open: read this way, their hashes and records would be misread.
 const LAYOUT: &[u8] = &[1];
 
 /// Errors of the ledger itself (not of one submitted event; see
@@ -191,7 +193,8 @@ impl PartialEq for Submitter {
 /// The submitter registry as of the end of the log, by key id.
 pub(crate) type Registry = BTreeMap<u32, Submitter>;
 
-/// Reads stored hashes for the Merkle math.
+/// Reads the auditor's stored hashes for the Merkle math: every level, at
+/// its Go stored-hash index (a node's are read by [`LogHashes`]).
 pub(crate) struct Hashes<'a, S: ReadStore + ?Sized>(pub(crate) &'a S);
 
 impl<S: ReadStore + ?Sized> HashReader for Hashes<'_, S> {
@@ -209,41 +212,159 @@ impl<S: ReadStore + ?Sized> HashReader for Hashes<'_, S> {
     }
 }
 
+/// Where a node stores the hash of the subtree of level `level` at `n`:
+/// leaf hashes (level 0) are not stored but recomputed from the entries
+/// (32 bytes less per entry, one SHA-256 of the entry per leaf hash read);
+/// a subtree of level L ≥ 1 is in [`Space::Hash`] at
+/// `stored_hash_index(L − 1, n)`, which is its Go stored-hash index less
+/// the (n + 1)·2^L leaf hashes stored before it there. The auditor, which
+/// keeps no entries, stores every level at its Go index.
+pub fn node_hash_slot(level: u32, n: u64) -> Option<u64> {
+    level
+        .checked_sub(1)
+        .map(|below| merkle::stored_hash_index(below, n))
+}
+
+/// Reads a node's tree hashes for the Merkle math: levels ≥ 1 from
+/// [`Space::Hash`] (see [`node_hash_slot`]), leaf hashes by hashing the
+/// entries. With `checked`, each leaf is read with its pair and the two
+/// are checked against their parent's stored hash (when the pair is
+/// complete), so that a damaged entry is never served as a leaf hash.
+pub(crate) struct LogHashes<'a, S: ReadStore + ?Sized> {
+    store: &'a S,
+    checked: bool,
+}
+
+impl<'a, S: ReadStore + ?Sized> LogHashes<'a, S> {
+    /// Leaf hashes checked against the stored level above.
+    pub(crate) fn checked(store: &'a S) -> Self {
+        LogHashes {
+            store,
+            checked: true,
+        }
+    }
+    /// Leaf hashes as the entries give them, for a replay that compares
+    /// them with the tree itself (fsck).
+    fn unchecked(store: &'a S) -> Self {
+        LogHashes {
+            store,
+            checked: false,
+        }
+    }
+}
+
+impl<S: ReadStore + ?Sized> HashReader for LogHashes<'_, S> {
+    type Error = LedgerError;
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LedgerError> {
+        // Leaves come in runs (tiles, proofs' neighbours): keep the last pair.
+        let mut pair: Option<(u64, Vec<LoggedLeaf>)> = None;
+        let mut out = Vec::with_capacity(indexes.len());
+        for &index in indexes {
+            let (level, n) = merkle::split_stored_hash_index(index);
+            let hash = match node_hash_slot(level, n) {
+                Some(slot) => stored_node_hash(self.store, slot)?,
+                None if !self.checked => leaf_hash(&read_entry_bytes(self.store, n)?),
+                None => {
+                    let k = n / 2;
+                    if pair.as_ref().is_none_or(|(at, _)| *at != k) {
+                        pair = Some((k, read_pair(self.store, k)?));
+                    }
+                    let leaves = pair.as_ref().map_or(&[][..], |(_, l)| l.as_slice());
+                    match leaves.get((n % 2) as usize) {
+                        Some((_, h)) => *h,
+                        None => return Err(missing_entry(n)),
+                    }
+                }
+            };
+            out.push(hash);
+        }
+        Ok(out)
+    }
+}
+
+/// The node's stored hash in `slot` (see [`node_hash_slot`]).
+fn stored_node_hash<S: ReadStore + ?Sized>(store: &S, slot: u64) -> Result<Hash, LedgerError> {
+    match store.get(Space::Hash, &slot.to_be_bytes())? {
+        Some(v) => Hash::from_slice(&v).ok_or_else(|| {
+            LedgerError::Corrupt(format!("stored hash {slot} has {} bytes", v.len()))
+        }),
+        None => Err(LedgerError::Corrupt(format!(
+            "stored hash {slot} is missing"
+        ))),
+    }
+}
+
+fn missing_entry(index: u64) -> LedgerError {
+    LedgerError::Corrupt(format!("entry {index} is missing"))
+}
+
+/// An entry's bytes and its leaf hash.
+type LoggedLeaf = (Vec<u8>, Hash);
+
+/// Entries `2k` and, when it exists, `2k + 1`, with their leaf hashes.
+/// When both exist, their parent's stored hash (level 1, at `k`) must be
+/// the node hash of the two leaves. A lone last entry has no parent yet;
+/// its leaf hash is a subtree of the tree's right edge, checked by whoever
+/// checks a root or proof built on it.
+///
+/// # Errors
+/// Storage errors; [`LedgerError::Corrupt`] when entry `2k` is missing or
+/// the pair does not match its parent.
+fn read_pair<S: ReadStore + ?Sized>(store: &S, k: u64) -> Result<Vec<LoggedLeaf>, LedgerError> {
+    let left = read_entry_bytes(store, 2 * k)?;
+    let left_leaf = leaf_hash(&left);
+    let mut out = vec![(left, left_leaf)];
+    if let Some(right) = store.get(Space::Entry, &(2 * k + 1).to_be_bytes())? {
+        let right_leaf = leaf_hash(&right);
+        let parent = stored_node_hash(store, merkle::stored_hash_index(0, k))?;
+        if crate::hash::node_hash(&left_leaf, &right_leaf) != parent {
+            return Err(LedgerError::Corrupt(format!(
+                "entries {} and {} do not match their parent's stored hash",
+                2 * k,
+                2 * k + 1
+            )));
+        }
+        out.push((right, right_leaf));
+    }
+    Ok(out)
+}
+
 /// A [`HashReader`] that remembers every hash it has read: proofs for many
 /// leaves of one tree share most of their hashes (all the upper levels, and
 /// neighbouring leaves' siblings), so a batch of proofs reads each once.
 struct MemoHashes<'a, S: ReadStore + ?Sized> {
-    inner: Hashes<'a, S>,
+    inner: LogHashes<'a, S>,
     seen: std::cell::RefCell<HashMap<u64, Hash>>,
 }
 
 impl<'a, S: ReadStore + ?Sized> MemoHashes<'a, S> {
     fn new(store: &'a S) -> Self {
         MemoHashes {
-            inner: Hashes(store),
+            inner: LogHashes::checked(store),
             seen: std::cell::RefCell::default(),
         }
     }
 }
 
 impl<S: ReadStore + ?Sized> HashReader for MemoHashes<'_, S> {
-    type Error = StoreError;
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+    type Error = LedgerError;
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LedgerError> {
         let mut seen = self.seen.borrow_mut();
+        let missing: Vec<u64> = indexes
+            .iter()
+            .copied()
+            .filter(|i| !seen.contains_key(i))
+            .collect();
+        if !missing.is_empty() {
+            let read = self.inner.read_hashes(&missing)?;
+            seen.extend(missing.into_iter().zip(read));
+        }
         indexes
             .iter()
-            .map(|&i| match seen.get(&i) {
-                Some(h) => Ok(*h),
-                None => {
-                    let h = self
-                        .inner
-                        .read_hashes(&[i])?
-                        .first()
-                        .copied()
-                        .ok_or_else(|| StoreError::Io(format!("stored hash {i} is missing")))?;
-                    seen.insert(i, h);
-                    Ok(h)
-                }
+            .map(|i| {
+                seen.get(i)
+                    .copied()
+                    .ok_or_else(|| LedgerError::Corrupt(format!("stored hash {i} is missing")))
             })
             .collect()
     }
@@ -307,8 +428,12 @@ impl<S: Store> Work<'_, S> {
             .frontier
             .append(leaf)
             .map_err(|e| LedgerError::Corrupt(format!("appending entry {index}: {e}")))?;
-        for (i, h) in hashes {
-            self.batch.put(Space::Hash, i.to_be_bytes(), h.0);
+        // The leaf first, then the subtrees it completes, one level up
+        // each: level l at `index >> l`. Leaf hashes are not stored.
+        for (level, (_, h)) in (0u32..).zip(hashes) {
+            if let Some(slot) = node_hash_slot(level, index >> level) {
+                self.batch.put(Space::Hash, slot.to_be_bytes(), h.0);
+            }
         }
         self.batch.put(Space::Entry, index.to_be_bytes(), bytes);
         Ok(index)
@@ -467,7 +592,7 @@ fn find_logged<S: ReadStore + ?Sized>(
 fn read_entry_bytes<S: ReadStore + ?Sized>(store: &S, index: u64) -> Result<Vec<u8>, LedgerError> {
     store
         .get(Space::Entry, &index.to_be_bytes())?
-        .ok_or_else(|| LedgerError::Corrupt(format!("entry {index} is missing")))
+        .ok_or_else(|| missing_entry(index))
 }
 
 /// The auditor's credential records (the node derives them, see
@@ -594,14 +719,14 @@ impl<S: Store> Ledger<S> {
             Some(v) if v == LAYOUT => {}
             found => {
                 return Err(LedgerError::Corrupt(format!(
-                    "the holder and dedup indexes are in layout {}; this build reads layout {} \
+                    "the store's hashes and indexes are in layout {}; this build reads layout {} \
                      only, and no converter exists yet",
                     found.map_or("0 (written before 2026-12-02)".into(), hex::encode),
                     LAYOUT[0]
                 )))
             }
         }
-        ledger.frontier = Frontier::load(size, &Hashes(&*ledger.reader.store))
+        ledger.frontier = Frontier::load(size, &LogHashes::checked(&*ledger.reader.store))
             .map_err(corrupt("loading the tree's right edge"))?;
 
         let mut published = None;
@@ -619,7 +744,7 @@ impl<S: Store> Ledger<S> {
                     ckpt.size()
                 )));
             }
-            let root = merkle::tree_hash(ckpt.size(), &Hashes(&*ledger.reader.store))
+            let root = merkle::tree_hash(ckpt.size(), &LogHashes::checked(&*ledger.reader.store))
                 .map_err(corrupt("recomputing the checkpointed root"))?;
             if root != *ckpt.root() {
                 return Err(LedgerError::Corrupt(format!(
@@ -918,9 +1043,12 @@ impl<S: Store> Ledger<S> {
                     old.size()
                 )));
             }
-            let proof =
-                merkle::consistency_proof(old.size(), new.size(), &Hashes(&*self.reader.store))
-                    .map_err(corrupt("consistency proof from stored hashes"))?;
+            let proof = merkle::consistency_proof(
+                old.size(),
+                new.size(),
+                &LogHashes::checked(&*self.reader.store),
+            )
+            .map_err(corrupt("consistency proof from stored hashes"))?;
             merkle::verify_consistency(old.size(), new.size(), old.root(), new.root(), &proof)
                 .map_err(|e| {
                     LedgerError::WouldFork(format!(
@@ -1038,21 +1166,14 @@ impl<S: Store> LedgerReader<S> {
             .clone()
     }
 
-    /// The entry at `index` of the committed tree, checked against its
-    /// stored leaf hash.
+    /// The entry at `index` of the committed tree, checked with its pair
+    /// against their parent's stored hash (see [`read_pair`]).
     fn read_entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
-        let bytes = read_entry_bytes(&*self.store, index)?;
-        let stored = Hashes(&*self.store)
-            .read_hashes(&[merkle::stored_hash_index(0, index)])?
+        read_pair(&*self.store, index / 2)?
             .into_iter()
-            .next()
-            .ok_or_else(|| LedgerError::Corrupt(format!("leaf hash {index} is missing")))?;
-        if leaf_hash(&bytes) != stored {
-            return Err(LedgerError::Corrupt(format!(
-                "entry {index} does not match its stored leaf hash"
-            )));
-        }
-        Ok(bytes)
+            .nth((index % 2) as usize)
+            .map(|(bytes, _)| bytes)
+            .ok_or_else(|| missing_entry(index))
     }
 
     fn check_published(&self, what: &'static str, value: u64) -> Result<u64, LedgerError> {
@@ -1140,7 +1261,7 @@ impl<S: Store> LedgerReader<S> {
         if size == ckpt.size() {
             return Ok(*ckpt.root());
         }
-        merkle::tree_hash(size, &Hashes(&*self.store)).map_err(corrupt("tree hash"))
+        merkle::tree_hash(size, &LogHashes::checked(&*self.store)).map_err(corrupt("tree hash"))
     }
 
     /// The stored leaf hash of entry `index` (covered by the checkpoint).
@@ -1156,7 +1277,7 @@ impl<S: Store> LedgerReader<S> {
                 limit,
             });
         }
-        Hashes(&*self.store)
+        LogHashes::checked(&*self.store)
             .read_hashes(&[merkle::stored_hash_index(0, index)])?
             .first()
             .copied()
@@ -1176,7 +1297,7 @@ impl<S: Store> LedgerReader<S> {
                 limit: new,
             });
         }
-        let proof = merkle::consistency_proof(old, new, &Hashes(&*self.store))
+        let proof = merkle::consistency_proof(old, new, &LogHashes::checked(&*self.store))
             .map_err(corrupt("consistency proof from stored hashes"))?;
         let (old_root, new_root) = (self.root_at(old)?, self.root_at(new)?);
         merkle::verify_consistency(old, new, &old_root, &new_root, &proof).map_err(|e| {
@@ -1197,20 +1318,29 @@ impl<S: Store> LedgerReader<S> {
     pub fn read_tile(&self, tile: &TilePath) -> Result<Option<Vec<u8>>, LedgerError> {
         let size = self.checkpoint().size();
         match tile.kind() {
-            TileKind::Hash { .. } => match tile::read_tile(tile, size, &Hashes(&*self.store)) {
-                Ok(body) => Ok(Some(body)),
-                Err(TileError::NotAvailable { .. }) => Ok(None),
-                Err(e) => Err(LedgerError::Corrupt(format!("tile {tile}: {e}"))),
-            },
+            TileKind::Hash { .. } => {
+                match tile::read_tile(tile, size, &LogHashes::checked(&*self.store)) {
+                    Ok(body) => Ok(Some(body)),
+                    Err(TileError::NotAvailable { .. }) => Ok(None),
+                    Err(e) => Err(LedgerError::Corrupt(format!("tile {tile}: {e}"))),
+                }
+            }
             TileKind::Entries => {
                 match tile::tile_width(0, tile.index(), size) {
                     Some(w) if tile.width() <= w => {}
                     _ => return Ok(None),
                 }
+                // A bundle starts at an even index: read it pair by pair.
                 let start = tile.index() * u64::from(tile::FULL_WIDTH);
-                let entries = (start..start + u64::from(tile.width()))
-                    .map(|i| self.read_entry(i))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let width = usize::from(tile.width());
+                let mut entries = Vec::with_capacity(width + 1);
+                for k in start / 2..(start + u64::from(tile.width())).div_ceil(2) {
+                    entries.extend(read_pair(&*self.store, k)?.into_iter().map(|(e, _)| e));
+                }
+                if entries.len() < width {
+                    return Err(missing_entry(start + entries.len() as u64));
+                }
+                entries.truncate(width);
                 let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
                 tile::encode_entry_bundle(&refs)
                     .map(Some)
@@ -1488,9 +1618,8 @@ impl<S: ReadStore + ?Sized> crate::audit::LogSource for StoredLog<'_, S> {
                 .size()
         };
         match path.kind() {
-            TileKind::Hash { .. } => {
-                tile::read_tile(path, size, &Hashes(self.0)).map_err(|e| e.to_string())
-            }
+            TileKind::Hash { .. } => tile::read_tile(path, size, &LogHashes::unchecked(self.0))
+                .map_err(|e| e.to_string()),
             TileKind::Entries => {
                 let start = path.index() * u64::from(tile::FULL_WIDTH);
                 let mut entries = Vec::with_capacity(usize::from(path.width()));

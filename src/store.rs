@@ -19,8 +19,9 @@ pub enum Space {
     Meta = b'm',
     /// Log entries by index (u64 big-endian).
     Entry = b'e',
-    /// Stored Merkle hashes by stored-hash index (u64 big-endian), Go
-    /// sumdb/tlog layout (see `merkle::stored_hash_index`).
+    /// Stored Merkle hashes by index (u64 big-endian): a node's subtrees
+    /// of level ≥ 1 (`ledger::node_hash_slot`), an auditor's every level
+    /// in the Go sumdb/tlog layout (`merkle::stored_hash_index`).
     Hash = b'h',
     /// Credential records by credential id: the auditor's (a node derives
     /// them from its map and log).
@@ -278,8 +279,7 @@ pub const LOG_FILES_KEY: &[u8] = b"log-files";
 /// - `entries`: the entries' bytes, one after another;
 /// - `entries.idx`: per entry, the u64 (big-endian) offset in `entries`
 ///   where it ends;
-/// - `hashes`: the stored Merkle hashes, 32 bytes each, at their Go
-///   sumdb/tlog stored-hash index;
+/// - `hashes`: the values of [`Space::Hash`], 32 bytes each, by index;
 /// - `keys/`: a fjall database, one keyspace per other [`Space`], with
 ///   [`LOG_FILES_KEY`] in the `meta` keyspace.
 ///

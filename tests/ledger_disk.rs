@@ -5,7 +5,8 @@
 use revledger::entry::{Action, CredentialId, Event, HolderTag, KindSet, Reason};
 use revledger::hash::{leaf_hash, Hash};
 use revledger::ledger::{
-    dedup_key, holder_key, Ledger, LedgerError, Outcome, Refusal, Submitter, HOLDER_KEY_LEN,
+    dedup_key, holder_key, node_hash_slot, Ledger, LedgerError, Outcome, Refusal, Submitter,
+    HOLDER_KEY_LEN,
 };
 use revledger::merkle;
 use revledger::note::{KeyName, NoteSigner};
@@ -133,7 +134,8 @@ fn the_log_files_on_disk_are_checked_like_any_stored_byte() {
         let r = l
             .append_events(&[issue(1), issue(2), issue(3)], T0 + 1)
             .unwrap();
-        let n = merkle::stored_hash_count(r.checkpoint.size());
+        // One stored hash per subtree of level ≥ 1: leaf hashes are not stored.
+        let n = merkle::stored_hash_count(r.checkpoint.size()) - r.checkpoint.size();
         (r.checkpoint.clone(), n)
     };
     let file = |n: &str| dir.path().join(n);
@@ -310,13 +312,17 @@ fn open_refuses_corrupted_hashes_and_foreign_keys() {
     // Open reads O(log n) hashes: flipping any hash it reads (here: all the
     // stored hashes, in turn) is caught, or else the damaged hash is not on
     // the checkpointed root's path and the next proof over it is refused.
-    for i in 0..merkle::stored_hash_count(size) {
+    for i in 0..merkle::stored_hash_count(size) - size {
         assert!(mem.tamper(Space::Hash, &i.to_be_bytes(), |v| v[0] ^= 1));
         match Ledger::open(mem.clone(), log_signer(), T0) {
             Err(LedgerError::Corrupt(m)) => assert!(m.contains("root recomputed"), "{m}"),
             Err(e) => panic!("{e}"),
             Ok(l) => {
-                let (level, n) = merkle::split_stored_hash_index(i);
+                // Slot i holds the subtree of level + 1 at n (leaves are
+                // not stored; see `node_hash_slot`).
+                let (below, n) = merkle::split_stored_hash_index(i);
+                let level = below + 1;
+                assert_eq!(node_hash_slot(level, n), Some(i));
                 // Some proof reads this hash: entry n·2^level's proof at
                 // the full size, or the consistency proof from a size
                 // that ends inside its subtree.
@@ -426,6 +432,54 @@ fn hash_type_is_what_proofs_use() {
     );
 }
 
+/// A node stores no leaf hashes: it recomputes them from the entries, and
+/// reads each entry with its pair, checked against the pair's stored
+/// parent. A damaged entry is then never served: not as an entry, in a
+/// bundle, as a leaf hash, in a hash tile or under a proof.
+#[test]
+fn leaf_hashes_come_from_the_entries_checked_in_pairs() {
+    use revledger::tile::TilePath;
+    let mem = Arc::new(MemStore::new());
+    let mut l = registered(mem.clone());
+    let evs: Vec<Vec<u8>> = (0..9).map(issue).collect();
+    l.append_events(&evs, T0 + 1).unwrap();
+    let size = l.checkpoint().size();
+    assert_eq!(size % 2, 1, "the last entry should be alone: {size}");
+    // Exactly the subtrees of level ≥ 1 are stored.
+    let stored = merkle::stored_hash_count(size) - size;
+    assert!(mem
+        .get(Space::Hash, &(stored - 1).to_be_bytes())
+        .unwrap()
+        .is_some());
+    assert_eq!(mem.get(Space::Hash, &stored.to_be_bytes()).unwrap(), None);
+    for i in 0..size {
+        assert_eq!(
+            l.leaf_hash(i).unwrap(),
+            leaf_hash(&mem.get(Space::Entry, &i.to_be_bytes()).unwrap().unwrap())
+        );
+    }
+    let width = u16::try_from(size).unwrap();
+    let leaves = TilePath::hash(0, 0, width).unwrap();
+    let bundle = TilePath::entries(0, width).unwrap();
+    let good_tile = l.read_tile(&leaves).unwrap().unwrap();
+    assert_eq!(good_tile.len(), 32 * usize::from(width));
+    // The lone last entry has no parent yet: it is read as it is.
+    assert!(l.entry(size - 1).is_ok());
+    assert!(mem.tamper(Space::Entry, &4u64.to_be_bytes(), |v| v[100] ^= 1));
+    let pair = "entries 4 and 5 do not match their parent's stored hash";
+    assert_corrupt(l.entry(4), pair);
+    assert_corrupt(l.entry(5), pair);
+    assert_corrupt(l.leaf_hash(5), pair);
+    assert_corrupt(l.inclusion_proof(5, size), pair);
+    // Entry 6's proof holds the pair's parent, not its leaves.
+    assert_corrupt(l.read_tile(&leaves), pair);
+    assert_corrupt(l.read_tile(&bundle), pair);
+    assert!(l.inclusion_proof(6, size).is_ok());
+    assert!(l.entry(6).is_ok());
+    assert!(mem.tamper(Space::Entry, &4u64.to_be_bytes(), |v| v[100] ^= 1));
+    assert_eq!(l.read_tile(&leaves).unwrap().unwrap(), good_tile);
+}
+
 /// `fsck`'s check: the auditor replaying the stored log (`StoredLog`) finds
 /// every kind of flipped byte and says where.
 #[test]
@@ -461,14 +515,14 @@ fn fsck_replay_finds_flipped_bytes_and_says_where() {
         other => panic!("{other:?}"),
     }
     assert!(mem.tamper(Space::Entry, &100u64.to_be_bytes(), |v| v[40] ^= 1));
-    // A stored hash deep in the tree: the tile holding it is named.
-    let idx = merkle::stored_hash_index(0, 200);
+    // A stored hash of a tile above the entries: the tile is named.
+    let idx = node_hash_slot(8, 0).unwrap();
     assert!(mem.tamper(Space::Hash, &idx.to_be_bytes(), |v| v[0] ^= 1));
     match fsck() {
         Err(AuditError::Misbehaviour {
             what: Misbehaviour::TileMismatch { tile },
             ..
-        }) => assert_eq!(tile, "tile/0/000"),
+        }) => assert_eq!(tile, "tile/1/000.p/1"),
         other => panic!("{other:?}"),
     }
     assert!(mem.tamper(Space::Hash, &idx.to_be_bytes(), |v| v[0] ^= 1));
