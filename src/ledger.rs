@@ -233,6 +233,9 @@ pub fn node_hash_slot(level: u32, n: u64) -> Option<u64> {
 pub(crate) struct LogHashes<'a, S: ReadStore + ?Sized> {
     store: &'a S,
     checked: bool,
+    /// The last pair read: leaves are read in runs (tiles), and a proof's
+    /// sibling leaf and then its leaf come from one pair.
+    pair: std::cell::RefCell<Option<(u64, Vec<LoggedLeaf>)>>,
 }
 
 impl<'a, S: ReadStore + ?Sized> LogHashes<'a, S> {
@@ -241,6 +244,7 @@ impl<'a, S: ReadStore + ?Sized> LogHashes<'a, S> {
         LogHashes {
             store,
             checked: true,
+            pair: Default::default(),
         }
     }
     /// Leaf hashes as the entries give them, for a replay that compares
@@ -249,6 +253,7 @@ impl<'a, S: ReadStore + ?Sized> LogHashes<'a, S> {
         LogHashes {
             store,
             checked: false,
+            pair: Default::default(),
         }
     }
 }
@@ -256,8 +261,7 @@ impl<'a, S: ReadStore + ?Sized> LogHashes<'a, S> {
 impl<S: ReadStore + ?Sized> HashReader for LogHashes<'_, S> {
     type Error = LedgerError;
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LedgerError> {
-        // Leaves come in runs (tiles, proofs' neighbours): keep the last pair.
-        let mut pair: Option<(u64, Vec<LoggedLeaf>)> = None;
+        let mut pair = self.pair.borrow_mut();
         let mut out = Vec::with_capacity(indexes.len());
         for &index in indexes {
             let (level, n) = merkle::split_stored_hash_index(index);
@@ -267,7 +271,7 @@ impl<S: ReadStore + ?Sized> HashReader for LogHashes<'_, S> {
                 None => {
                     let k = n / 2;
                     if pair.as_ref().is_none_or(|(at, _)| *at != k) {
-                        pair = Some((k, read_pair(self.store, k)?));
+                        *pair = Some((k, read_pair(self.store, k)?));
                     }
                     let leaves = pair.as_ref().map_or(&[][..], |(_, l)| l.as_slice());
                     match leaves.get((n % 2) as usize) {
