@@ -479,17 +479,29 @@ fn credential_of(
     })
 }
 
-/// Bytes of a holder tag that key the node's holder index: 8 of its 32
-/// (24 bytes less per live credential). Holders whose tags share them (by
-/// chance, about one pair among 2^32 live credentials, or made to, which
-/// takes a registered issuer about 2^32 SHA-256 work per pair) share one
-/// record, and the entries it lists say which holder each is of.
+/// Bytes that key the node's holder index: the first 8 of a hash of the
+/// holder tag (see [`holder_key`]).
 pub const HOLDER_KEY_LEN: usize = 8;
 
-/// The key of `holder`'s record in the node's holder index.
+/// The domain of [`holder_key`]'s hash.
+const HOLDER_KEY_DOMAIN: &[u8] = b"revledger/holder-index/v1\0";
+
+/// The key of `holder`'s record in the node's holder index: the first
+/// [`HOLDER_KEY_LEN`] bytes of SHA-256(domain ‖ tag), 8 bytes instead of
+/// the tag's 32 per live credential. A hash, not the tag's own first
+/// bytes: issuers choose tags, and tags that share a prefix (a counter in
+/// the last bytes, as a load generator makes them) would pile into one
+/// record that every issue rereads. Holders whose keys collide share a
+/// record, and the entries it lists say which holder each is of: by
+/// chance about one pair among 2^32 live credentials, on purpose a pair
+/// for about 2^32 SHA-256 work by a registered issuer and k of them for
+/// about 2^(64(k−1)/k), so records stay a few entries long.
 pub fn holder_key(holder: &HolderTag) -> [u8; HOLDER_KEY_LEN] {
+    let mut input = Vec::with_capacity(HOLDER_KEY_DOMAIN.len() + 32);
+    input.extend_from_slice(HOLDER_KEY_DOMAIN);
+    input.extend_from_slice(&holder.0);
     let mut k = [0u8; HOLDER_KEY_LEN];
-    k.copy_from_slice(&holder.0[..HOLDER_KEY_LEN]);
+    k.copy_from_slice(&Hash::of(&input).0[..HOLDER_KEY_LEN]);
     k
 }
 
@@ -535,6 +547,19 @@ fn holder_record<S: ReadStore + ?Sized>(
             }
         })
         .collect()
+}
+
+/// A holder record after a batch: what it held (`stored`), less the
+/// holders the batch `changed`, plus those of them with a live credential
+/// now, in log order.
+fn merge_holders(
+    mut stored: Vec<LiveHolder>,
+    changed: &[(HolderTag, Option<LiveHolder>)],
+) -> Vec<LiveHolder> {
+    stored.retain(|l| changed.iter().all(|(h, _)| *h != l.holder));
+    stored.extend(changed.iter().filter_map(|(_, live)| *live));
+    stored.sort_unstable_by_key(|l| l.index);
+    stored
 }
 
 /// The u64s of a non-empty index list (a holder or dedup record).
@@ -1509,42 +1534,40 @@ fn seal<S: Store>(
     for (id, cred) in &work.credentials {
         updates.push((smt::map_key(&id.0), cred.status.encode().to_vec()));
     }
-    let mut by_key: BTreeMap<[u8; HOLDER_KEY_LEN], Vec<(HolderTag, Option<CredentialId>)>> =
+    let mut by_key: BTreeMap<[u8; HOLDER_KEY_LEN], Vec<(HolderTag, Option<LiveHolder>)>> =
         BTreeMap::new();
     for (holder, live) in &work.holders {
+        let live = match live {
+            None => None,
+            Some(id) => {
+                // The credential changed in this batch (it became live), so
+                // its status names this batch's last event about it.
+                let index = work
+                    .credentials
+                    .get(id)
+                    .map(|c| c.status.last_index)
+                    .ok_or_else(|| {
+                        LedgerError::Corrupt(format!(
+                            "holder {holder}: live credential {id} is not in the batch"
+                        ))
+                    })?;
+                Some(LiveHolder {
+                    index,
+                    holder: *holder,
+                    credential: *id,
+                })
+            }
+        };
         by_key
             .entry(holder_key(holder))
             .or_default()
-            .push((*holder, *live));
+            .push((*holder, live));
     }
     for (key, changed) in by_key {
-        // What the key held before, less the holders this batch changed,
-        // plus those of them with a live credential.
-        let mut record = holder_record(work.store, &key)?;
-        record.retain(|l| changed.iter().all(|(h, _)| *h != l.holder));
-        for (holder, live) in changed {
-            let Some(id) = live else { continue };
-            // The credential changed in this batch (it became live), so
-            // its status names this batch's last event about it.
-            let index = work
-                .credentials
-                .get(&id)
-                .map(|c| c.status.last_index)
-                .ok_or_else(|| {
-                    LedgerError::Corrupt(format!(
-                        "holder {holder}: live credential {id} is not in the batch"
-                    ))
-                })?;
-            record.push(LiveHolder {
-                index,
-                holder,
-                credential: id,
-            });
-        }
+        let record = merge_holders(holder_record(work.store, &key)?, &changed);
         if record.is_empty() {
             work.batch.delete(Space::Holder, key);
         } else {
-            record.sort_unstable_by_key(|l| l.index);
             let value: Vec<u8> = record.iter().flat_map(|l| l.index.to_be_bytes()).collect();
             work.batch.put(Space::Holder, key, value);
         }
@@ -1796,4 +1819,34 @@ pub(crate) fn decode_registry(b: &[u8]) -> Result<Registry, LedgerError> {
         return Err(bad());
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(index: u64, holder: u8) -> LiveHolder {
+        LiveHolder {
+            index,
+            holder: HolderTag([holder; 32]),
+            credential: CredentialId([index as u8; 32]),
+        }
+    }
+
+    /// Holders under one key (a collision of [`holder_key`]) share one
+    /// record: a batch's changes replace only its own holders' events, and
+    /// the record stays in log order.
+    #[test]
+    fn a_shared_holder_record_keeps_the_other_holders() {
+        let (a, b, c) = (HolderTag([1; 32]), HolderTag([2; 32]), HolderTag([3; 32]));
+        let stored = vec![live(4, 1), live(9, 2)];
+        // a revoked, c issued: b's event stays.
+        let merged = merge_holders(stored.clone(), &[(a, None), (c, Some(live(12, 3)))]);
+        assert_eq!(merged, vec![live(9, 2), live(12, 3)]);
+        // b's credential changes again, a's is untouched.
+        let merged = merge_holders(stored.clone(), &[(b, Some(live(2, 2)))]);
+        assert_eq!(merged, vec![live(2, 2), live(4, 1)]);
+        // Everyone gone: an empty record (deleted by the seal).
+        assert!(merge_holders(stored, &[(a, None), (b, None)]).is_empty());
+    }
 }
