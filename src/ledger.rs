@@ -233,9 +233,10 @@ pub fn node_hash_slot(level: u32, n: u64) -> Option<u64> {
 pub(crate) struct LogHashes<'a, S: ReadStore + ?Sized> {
     store: &'a S,
     checked: bool,
-    /// The last pair read: leaves are read in runs (tiles), and a proof's
-    /// sibling leaf and then its leaf come from one pair.
-    pair: std::cell::RefCell<Option<(u64, Vec<LoggedLeaf>)>>,
+    /// The last run of pairs read, from the pair it starts at: a tile's
+    /// leaves are one run, and a proof's sibling leaf and then its leaf
+    /// come from one pair.
+    run: std::cell::RefCell<Option<(u64, Vec<LoggedLeaf>)>>,
 }
 
 impl<'a, S: ReadStore + ?Sized> LogHashes<'a, S> {
@@ -244,7 +245,7 @@ impl<'a, S: ReadStore + ?Sized> LogHashes<'a, S> {
         LogHashes {
             store,
             checked: true,
-            pair: Default::default(),
+            run: Default::default(),
         }
     }
     /// Leaf hashes as the entries give them, for a replay that compares
@@ -253,7 +254,7 @@ impl<'a, S: ReadStore + ?Sized> LogHashes<'a, S> {
         LogHashes {
             store,
             checked: false,
-            pair: Default::default(),
+            run: Default::default(),
         }
     }
 }
@@ -261,20 +262,39 @@ impl<'a, S: ReadStore + ?Sized> LogHashes<'a, S> {
 impl<S: ReadStore + ?Sized> HashReader for LogHashes<'_, S> {
     type Error = LedgerError;
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LedgerError> {
-        let mut pair = self.pair.borrow_mut();
+        let split: Vec<(u32, u64)> = indexes
+            .iter()
+            .map(|&i| merkle::split_stored_hash_index(i))
+            .collect();
+        let mut run = self.run.borrow_mut();
+        if self.checked {
+            // Many leaves close together (a tile): one read for the run.
+            let leaves = split.iter().filter(|(level, _)| *level == 0).map(|l| l.1);
+            let (lo, hi, count) = leaves.fold((u64::MAX, 0, 0u64), |(lo, hi, c), n| {
+                (lo.min(n), hi.max(n), c + 1)
+            });
+            if count > 2 && hi - lo < 2 * count {
+                let first = lo / 2;
+                *run = Some((first, read_pairs(self.store, first, hi / 2 - first + 1)?));
+            }
+        }
         let mut out = Vec::with_capacity(indexes.len());
-        for &index in indexes {
-            let (level, n) = merkle::split_stored_hash_index(index);
+        for (level, n) in split {
             let hash = match node_hash_slot(level, n) {
                 Some(slot) => stored_node_hash(self.store, slot)?,
                 None if !self.checked => leaf_hash(&read_entry_bytes(self.store, n)?),
                 None => {
                     let k = n / 2;
-                    if pair.as_ref().is_none_or(|(at, _)| *at != k) {
-                        *pair = Some((k, read_pair(self.store, k)?));
+                    let held = |r: &(u64, Vec<LoggedLeaf>)| {
+                        k >= r.0 && k - r.0 < (r.1.len() as u64).div_ceil(2)
+                    };
+                    if !run.as_ref().is_some_and(held) {
+                        *run = Some((k, read_pair(self.store, k)?));
                     }
-                    let leaves = pair.as_ref().map_or(&[][..], |(_, l)| l.as_slice());
-                    match leaves.get((n % 2) as usize) {
+                    let leaf = run
+                        .as_ref()
+                        .and_then(|(first, leaves)| leaves.get((n - 2 * first) as usize));
+                    match leaf {
                         Some((_, h)) => *h,
                         None => return Err(missing_entry(n)),
                     }
@@ -305,32 +325,49 @@ fn missing_entry(index: u64) -> LedgerError {
 /// An entry's bytes and its leaf hash.
 type LoggedLeaf = (Vec<u8>, Hash);
 
-/// Entries `2k` and, when it exists, `2k + 1`, with their leaf hashes.
-/// When both exist, their parent's stored hash (level 1, at `k`) must be
-/// the node hash of the two leaves. A lone last entry has no parent yet;
-/// its leaf hash is a subtree of the tree's right edge, checked by whoever
-/// checks a root or proof built on it.
+/// Entries `2k` and, when it exists, `2k + 1`, with their leaf hashes,
+/// checked as [`read_pairs`] does.
+fn read_pair<S: ReadStore + ?Sized>(store: &S, k: u64) -> Result<Vec<LoggedLeaf>, LedgerError> {
+    read_pairs(store, k, 1)
+}
+
+/// The entries of `pairs` pairs from pair `k` on (entries `2k` …, fewer
+/// when the log ends first), with their leaf hashes. Each complete pair's
+/// parent (level 1) has a stored hash, which must be the node hash of the
+/// two leaves. A lone last entry has no parent yet; its leaf hash is a
+/// subtree of the tree's right edge, checked by whoever checks a root or
+/// proof built on it.
 ///
 /// # Errors
 /// Storage errors; [`LedgerError::Corrupt`] when entry `2k` is missing or
-/// the pair does not match its parent.
-fn read_pair<S: ReadStore + ?Sized>(store: &S, k: u64) -> Result<Vec<LoggedLeaf>, LedgerError> {
-    let left = read_entry_bytes(store, 2 * k)?;
-    let left_leaf = leaf_hash(&left);
-    let mut out = vec![(left, left_leaf)];
-    if let Some(right) = store.get(Space::Entry, &(2 * k + 1).to_be_bytes())? {
-        let right_leaf = leaf_hash(&right);
-        let parent = stored_node_hash(store, merkle::stored_hash_index(0, k))?;
-        if crate::hash::node_hash(&left_leaf, &right_leaf) != parent {
+/// a pair does not match its parent.
+fn read_pairs<S: ReadStore + ?Sized>(
+    store: &S,
+    k: u64,
+    pairs: u64,
+) -> Result<Vec<LoggedLeaf>, LedgerError> {
+    let entries = store.get_entries(2 * k, 2 * pairs)?;
+    if entries.is_empty() {
+        return Err(missing_entry(2 * k));
+    }
+    let leaves: Vec<LoggedLeaf> = entries
+        .into_iter()
+        .map(|e| {
+            let h = leaf_hash(&e);
+            (e, h)
+        })
+        .collect();
+    for (pair, at) in leaves.chunks_exact(2).zip(k..) {
+        let parent = stored_node_hash(store, merkle::stored_hash_index(0, at))?;
+        if crate::hash::node_hash(&pair[0].1, &pair[1].1) != parent {
             return Err(LedgerError::Corrupt(format!(
                 "entries {} and {} do not match their parent's stored hash",
-                2 * k,
-                2 * k + 1
+                2 * at,
+                2 * at + 1
             )));
         }
-        out.push((right, right_leaf));
     }
-    Ok(out)
+    Ok(leaves)
 }
 
 /// A [`HashReader`] that remembers every hash it has read: proofs for many
@@ -1362,10 +1399,11 @@ impl<S: Store> LedgerReader<S> {
                 // A bundle starts at an even index: read it pair by pair.
                 let start = tile.index() * u64::from(tile::FULL_WIDTH);
                 let width = usize::from(tile.width());
-                let mut entries = Vec::with_capacity(width + 1);
-                for k in start / 2..(start + u64::from(tile.width())).div_ceil(2) {
-                    entries.extend(read_pair(&*self.store, k)?.into_iter().map(|(e, _)| e));
-                }
+                let pairs = u64::from(tile.width()).div_ceil(2);
+                let mut entries: Vec<Vec<u8>> = read_pairs(&*self.store, start / 2, pairs)?
+                    .into_iter()
+                    .map(|(e, _)| e)
+                    .collect();
                 if entries.len() < width {
                     return Err(missing_entry(start + entries.len() as u64));
                 }
