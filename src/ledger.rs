@@ -554,7 +554,7 @@ struct LiveHolder {
 
 /// The node's holder record under `key`: a list of u64 entry indexes, in
 /// log order, one per holder under this key with a live credential (one,
-/// unless holder tags share their first [`HOLDER_KEY_LEN`] bytes).
+/// unless the keys of holders collide).
 ///
 /// # Errors
 /// Storage errors; [`LedgerError::Corrupt`] for a malformed record, or an
@@ -676,7 +676,7 @@ pub(crate) fn read_credential<S: ReadStore + ?Sized>(
 }
 
 /// The auditor's holder index: the live credential's id (the node keeps
-/// entry indexes under a prefix of the tag instead, see [`holder_record`]).
+/// entry indexes under a hash of the tag instead, see [`holder_record`]).
 pub(crate) fn read_holder<S: ReadStore + ?Sized>(
     store: &S,
     holder: &HolderTag,
@@ -1145,6 +1145,40 @@ impl<S: Store> Ledger<S> {
 struct Shared {
     published: std::sync::RwLock<Option<Arc<Published>>>,
     poisoned: std::sync::RwLock<Option<String>>,
+    /// Level-0 hash tiles served lately (see [`LeafTiles`]).
+    leaf_tiles: std::sync::Mutex<LeafTiles>,
+}
+
+/// The level-0 hash tiles served last, up to [`LeafTiles::CAPACITY`] of
+/// them, the oldest going first. A node stores no leaf hashes, so such a
+/// tile costs 256 entries hashed and 128 pairs checked (about 100 µs
+/// here); and every client following the log fetches the same new tiles.
+/// A tile never changes at a given width, so a kept body is never stale.
+#[derive(Default)]
+struct LeafTiles {
+    bodies: HashMap<TilePath, Arc<[u8]>>,
+    order: std::collections::VecDeque<TilePath>,
+}
+
+impl LeafTiles {
+    /// 1,024 tiles of at most 8 KiB: 8 MiB.
+    const CAPACITY: usize = 1024;
+
+    fn get(&self, tile: &TilePath) -> Option<Arc<[u8]>> {
+        self.bodies.get(tile).cloned()
+    }
+
+    fn keep(&mut self, tile: TilePath, body: Arc<[u8]>) {
+        if self.bodies.insert(tile, body).is_some() {
+            return;
+        }
+        self.order.push_back(tile);
+        while self.order.len() > Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.bodies.remove(&old);
+            }
+        }
+    }
 }
 
 /// A published checkpoint, with what every status proof against it shares.
@@ -1384,9 +1418,25 @@ impl<S: Store> LedgerReader<S> {
     pub fn read_tile(&self, tile: &TilePath) -> Result<Option<Vec<u8>>, LedgerError> {
         let size = self.checkpoint().size();
         match tile.kind() {
-            TileKind::Hash { .. } => {
+            TileKind::Hash { level } => {
+                let kept = || {
+                    self.shared
+                        .leaf_tiles
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                };
+                if level == 0 {
+                    if let Some(body) = kept().get(tile) {
+                        return Ok(Some(body.to_vec()));
+                    }
+                }
                 match tile::read_tile(tile, size, &LogHashes::checked(&*self.store)) {
-                    Ok(body) => Ok(Some(body)),
+                    Ok(body) => {
+                        if level == 0 {
+                            kept().keep(*tile, Arc::from(body.as_slice()));
+                        }
+                        Ok(Some(body))
+                    }
                     Err(TileError::NotAvailable { .. }) => Ok(None),
                     Err(e) => Err(LedgerError::Corrupt(format!("tile {tile}: {e}"))),
                 }
@@ -1396,7 +1446,7 @@ impl<S: Store> LedgerReader<S> {
                     Some(w) if tile.width() <= w => {}
                     _ => return Ok(None),
                 }
-                // A bundle starts at an even index: read it pair by pair.
+                // A bundle starts at an even index: one run of pairs.
                 let start = tile.index() * u64::from(tile::FULL_WIDTH);
                 let width = usize::from(tile.width());
                 let pairs = u64::from(tile.width()).div_ceil(2);
@@ -1886,5 +1936,24 @@ mod tests {
         assert_eq!(merged, vec![live(2, 2), live(4, 1)]);
         // Everyone gone: an empty record (deleted by the seal).
         assert!(merge_holders(stored, &[(a, None), (b, None)]).is_empty());
+    }
+
+    /// The kept level-0 tiles are bounded: past the capacity, the oldest
+    /// goes; keeping a tile again neither grows nor reorders the list.
+    #[test]
+    fn kept_leaf_tiles_are_bounded_oldest_first() {
+        let tile = |i: u64| TilePath::hash(0, i, 256).unwrap();
+        let mut kept = LeafTiles::default();
+        for i in 0..LeafTiles::CAPACITY as u64 {
+            kept.keep(tile(i), Arc::from(&i.to_be_bytes()[..]));
+        }
+        kept.keep(tile(0), Arc::from(&[0u8][..]));
+        assert_eq!(kept.order.len(), LeafTiles::CAPACITY);
+        assert_eq!(kept.get(&tile(0)).as_deref(), Some(&[0u8][..]));
+        kept.keep(tile(9999), Arc::from(&[9u8][..]));
+        assert_eq!(kept.bodies.len(), LeafTiles::CAPACITY);
+        assert_eq!(kept.get(&tile(0)), None);
+        assert!(kept.get(&tile(1)).is_some());
+        assert!(kept.get(&tile(9999)).is_some());
     }
 }

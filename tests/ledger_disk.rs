@@ -471,13 +471,20 @@ fn leaf_hashes_come_from_the_entries_checked_in_pairs() {
     assert_corrupt(l.entry(5), pair);
     assert_corrupt(l.leaf_hash(5), pair);
     assert_corrupt(l.inclusion_proof(5, size), pair);
-    // Entry 6's proof holds the pair's parent, not its leaves.
-    assert_corrupt(l.read_tile(&leaves), pair);
+    // A level-0 tile read before is kept, checked, in memory; one not
+    // read before is recomputed, and refused.
+    assert_eq!(l.read_tile(&leaves).unwrap().unwrap(), good_tile);
+    let narrower = TilePath::hash(0, 0, width - 1).unwrap();
+    assert_corrupt(l.read_tile(&narrower), pair);
     assert_corrupt(l.read_tile(&bundle), pair);
+    // Entry 6's proof holds the pair's parent, not its leaves.
     assert!(l.inclusion_proof(6, size).is_ok());
     assert!(l.entry(6).is_ok());
     assert!(mem.tamper(Space::Entry, &4u64.to_be_bytes(), |v| v[100] ^= 1));
-    assert_eq!(l.read_tile(&leaves).unwrap().unwrap(), good_tile);
+    assert_eq!(
+        l.read_tile(&narrower).unwrap().unwrap(),
+        good_tile[..32 * usize::from(width - 1)]
+    );
 }
 
 /// `fsck`'s check: the auditor replaying the stored log (`StoredLog`) finds
