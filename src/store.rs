@@ -26,10 +26,11 @@ pub enum Space {
     /// Credential records by credential id: the auditor's (a node derives
     /// them from its map and log).
     Credential = b'c',
-    /// Live credential by holder tag: the node keeps the index of an event
-    /// about it, the auditor its id.
+    /// Live credentials by holder: the node keeps, under 8 bytes of a hash
+    /// of the tag (`ledger::holder_key`), the indexes of events about
+    /// them; the auditor, under the tag, the credential's id.
     Holder = b'o',
-    /// Log indexes by the first 16 bytes of a leaf hash, so a resubmitted
+    /// Log indexes by the first 8 bytes of a leaf hash, so a resubmitted
     /// entry is logged once (the ledger checks each against the log).
     Dedup = b'd',
     /// Status map nodes, in pages of four levels (`mappage`), and the
