@@ -198,17 +198,9 @@ pub(crate) type Registry = BTreeMap<u32, Submitter>;
 pub(crate) struct Hashes<'a, S: ReadStore + ?Sized>(pub(crate) &'a S);
 
 impl<S: ReadStore + ?Sized> HashReader for Hashes<'_, S> {
-    type Error = StoreError;
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
-        indexes
-            .iter()
-            .map(|i| match self.0.get(Space::Hash, &i.to_be_bytes())? {
-                Some(v) => Hash::from_slice(&v).ok_or_else(|| {
-                    StoreError::Io(format!("stored hash {i} has {} bytes", v.len()))
-                }),
-                None => Err(StoreError::Io(format!("stored hash {i} is missing"))),
-            })
-            .collect()
+    type Error = LedgerError;
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LedgerError> {
+        indexes.iter().map(|&i| stored_hash(self.0, i)).collect()
     }
 }
 
@@ -281,7 +273,7 @@ impl<S: ReadStore + ?Sized> HashReader for LogHashes<'_, S> {
         let mut out = Vec::with_capacity(indexes.len());
         for (level, n) in split {
             let hash = match node_hash_slot(level, n) {
-                Some(slot) => stored_node_hash(self.store, slot)?,
+                Some(slot) => stored_hash(self.store, slot)?,
                 None if !self.checked => leaf_hash(&read_entry_bytes(self.store, n)?),
                 None => {
                     let k = n / 2;
@@ -306,8 +298,9 @@ impl<S: ReadStore + ?Sized> HashReader for LogHashes<'_, S> {
     }
 }
 
-/// The node's stored hash in `slot` (see [`node_hash_slot`]).
-fn stored_node_hash<S: ReadStore + ?Sized>(store: &S, slot: u64) -> Result<Hash, LedgerError> {
+/// The hash stored at `slot` of [`Space::Hash`] (a node's slots: see
+/// [`node_hash_slot`]), which must be there.
+fn stored_hash<S: ReadStore + ?Sized>(store: &S, slot: u64) -> Result<Hash, LedgerError> {
     match store.get(Space::Hash, &slot.to_be_bytes())? {
         Some(v) => Hash::from_slice(&v).ok_or_else(|| {
             LedgerError::Corrupt(format!("stored hash {slot} has {} bytes", v.len()))
@@ -324,6 +317,14 @@ fn missing_entry(index: u64) -> LedgerError {
 
 /// An entry's bytes and its leaf hash.
 type LoggedLeaf = (Vec<u8>, Hash);
+
+/// Entry `index` and its leaf hash, read with its pair (see [`read_pairs`]).
+fn read_leaf<S: ReadStore + ?Sized>(store: &S, index: u64) -> Result<LoggedLeaf, LedgerError> {
+    read_pair(store, index / 2)?
+        .into_iter()
+        .nth((index % 2) as usize)
+        .ok_or_else(|| missing_entry(index))
+}
 
 /// Entries `2k` and, when it exists, `2k + 1`, with their leaf hashes,
 /// checked as [`read_pairs`] does.
@@ -358,7 +359,7 @@ fn read_pairs<S: ReadStore + ?Sized>(
         })
         .collect();
     for (pair, at) in leaves.chunks_exact(2).zip(k..) {
-        let parent = stored_node_hash(store, merkle::stored_hash_index(0, at))?;
+        let parent = stored_hash(store, merkle::stored_hash_index(0, at))?;
         if crate::hash::node_hash(&pair[0].1, &pair[1].1) != parent {
             return Err(LedgerError::Corrupt(format!(
                 "entries {} and {} do not match their parent's stored hash",
@@ -1269,11 +1270,7 @@ impl<S: Store> LedgerReader<S> {
     /// The entry at `index` of the committed tree, checked with its pair
     /// against their parent's stored hash (see [`read_pair`]).
     fn read_entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
-        read_pair(&*self.store, index / 2)?
-            .into_iter()
-            .nth((index % 2) as usize)
-            .map(|(bytes, _)| bytes)
-            .ok_or_else(|| missing_entry(index))
+        read_leaf(&*self.store, index).map(|(bytes, _)| bytes)
     }
 
     fn check_published(&self, what: &'static str, value: u64) -> Result<u64, LedgerError> {
@@ -1364,7 +1361,8 @@ impl<S: Store> LedgerReader<S> {
         merkle::tree_hash(size, &LogHashes::checked(&*self.store)).map_err(corrupt("tree hash"))
     }
 
-    /// The stored leaf hash of entry `index` (covered by the checkpoint).
+    /// The leaf hash of entry `index` (covered by the checkpoint), from the
+    /// entry, checked with its pair.
     ///
     /// # Errors
     /// [`LedgerError::OutOfRange`], or storage errors.
@@ -1377,11 +1375,7 @@ impl<S: Store> LedgerReader<S> {
                 limit,
             });
         }
-        LogHashes::checked(&*self.store)
-            .read_hashes(&[merkle::stored_hash_index(0, index)])?
-            .first()
-            .copied()
-            .ok_or_else(|| LedgerError::Corrupt(format!("leaf hash {index} is missing")))
+        read_leaf(&*self.store, index).map(|(_, leaf)| leaf)
     }
 
     /// RFC 9162 consistency proof between the trees of sizes `old` and `new`.

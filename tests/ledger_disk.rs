@@ -64,6 +64,19 @@ fn issue_of(id: CredentialId, holder: HolderTag, by: &NoteSigner) -> Vec<u8> {
         .encode()
 }
 
+/// `action` on `id` of `holder` at `at_ms`, signed by the issuer.
+fn signed(action: Action, id: CredentialId, holder: HolderTag, at_ms: u64) -> Vec<u8> {
+    Event {
+        action,
+        credential: id,
+        holder,
+        issuer_key_id: issuer().id(),
+        issued_at_ms: at_ms,
+    }
+    .sign(issuer().signing_key())
+    .encode()
+}
+
 /// Issue event number `n`, signed by `by`.
 fn issue_by(by: &NoteSigner, n: u32) -> Vec<u8> {
     issue_of(credential(n), holder(n), by)
@@ -552,17 +565,10 @@ fn credential_records_come_from_the_map_and_the_log() {
     assert_eq!(rec.status.last_index, issued);
     // A suspension needs the holder, found in entry `issued`.
     let suspend = |h: HolderTag| {
-        Event {
-            action: Action::Suspend {
-                reason: Reason::Lost,
-            },
-            credential: id,
-            holder: h,
-            issuer_key_id: issuer().id(),
-            issued_at_ms: T0 + 2,
-        }
-        .sign(issuer().signing_key())
-        .encode()
+        let lost = Action::Suspend {
+            reason: Reason::Lost,
+        };
+        signed(lost, id, h, T0 + 2)
     };
     let r = l
         .append_events(&[suspend(HolderTag([0xbb; 32]))], T0 + 2)
@@ -665,17 +671,14 @@ fn the_holder_record_follows_the_live_credential() {
         );
     }
     // Revoking a's credential deletes a's record.
-    let revoke = Event {
-        action: Action::Revoke {
+    let revoke = signed(
+        Action::Revoke {
             reason: Reason::HolderRequest,
         },
-        credential: cred(1),
-        holder: a,
-        issuer_key_id: issuer().id(),
-        issued_at_ms: T0 + 3,
-    }
-    .sign(issuer().signing_key())
-    .encode();
+        cred(1),
+        a,
+        T0 + 3,
+    );
     accepted(&l.append_events(&[revoke], T0 + 3).unwrap().outcomes[0]);
     assert_eq!(record(&a), None);
     // a may now hold a new one; b replaces its own.
@@ -684,19 +687,16 @@ fn the_holder_record_follows_the_live_credential() {
         .unwrap();
     let i3 = accepted(&r.outcomes[0]);
     assert_eq!(record(&a), Some(list(&[i3])));
-    let replace = Event {
-        action: Action::Issue {
+    let replace = signed(
+        Action::Issue {
             not_before_ms: T0,
             not_after_ms: T0 + FIVE_YEARS_MS,
             replaces: Some(cred(2)),
         },
-        credential: cred(4),
-        holder: b,
-        issuer_key_id: issuer().id(),
-        issued_at_ms: T0 + 5,
-    }
-    .sign(issuer().signing_key())
-    .encode();
+        cred(4),
+        b,
+        T0 + 5,
+    );
     let i4 = accepted(&l.append_events(&[replace], T0 + 5).unwrap().outcomes[0]);
     assert_eq!(record(&b), Some(list(&[i4])));
     // b's event listed under a's key: corruption, not b's credential.
