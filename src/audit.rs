@@ -26,8 +26,8 @@ use crate::checkpoint::{verify_checkpoint, VerifiedCheckpoint};
 use crate::entry::{Entry, RegistryOp};
 use crate::hash::{leaf_hash, Hash};
 use crate::ledger::{
-    authorize, authorize_all, decode_registry, encode_registry, read_credential, read_holder,
-    u64_value, Hashes, HotPages, LedgerError, MapPages, Refusal, Registry, Submitter,
+    authorize, authorize_each, decode_registry, encode_registry, read_credential, read_holder,
+    u64_value, Hashes, LedgerError, PageCache, Refusal, Registry, Submitter,
 };
 use crate::merkle::Frontier;
 use crate::note::{KeyName, NoteVerifier};
@@ -43,6 +43,12 @@ const META_REGISTRY: &[u8] = b"audit-registry";
 const META_HEAD_MS: &[u8] = b"audit-head-ms";
 /// Replayed entries kept in memory before an intermediate commit.
 const FLUSH_EVERY: u64 = 20_000;
+/// Decoded map pages kept in memory before an intermediate commit (a page
+/// is up to about 2 KiB decoded).
+const FLUSH_PAGES: usize = 32_768;
+/// Entry bundles fetched, and their signatures being checked, ahead of the
+/// one being replayed.
+const AHEAD: usize = 4;
 
 /// One entry bundle, fetched and decoded, from the first entry not yet
 /// replayed.
@@ -249,12 +255,13 @@ impl<S: Store> Auditor<S> {
             credentials_changed: 0,
         };
         // Replay entry bundle by entry bundle, as a pipeline: while bundle
-        // k is replayed here, bundle k+1 has been fetched and its
-        // signatures, which dominate the replay and need only the
-        // registry, are checked on other threads. That is sound when
-        // neither bundle holds a registry change (then k+1 starts with the
-        // registry k started with); otherwise k+1 is checked in order,
-        // after k has been replayed.
+        // k is replayed here, the next AHEAD bundles have been fetched and
+        // their signatures, which dominate the replay and need only the
+        // registry, are being checked on other threads. A bundle is checked
+        // ahead only when it holds no registry change, and its result is
+        // used only when no registry change was replayed between the start
+        // of its check and its replay (`registry_version`); otherwise its
+        // events are checked in order, during the replay.
         let bundle = u64::from(FULL_WIDTH);
         let size = ckpt.size();
         let mut index = previous_size;
@@ -291,35 +298,38 @@ impl<S: Store> Auditor<S> {
             })
         };
         std::thread::scope(|s| -> Result<(), AuditError> {
-            let check = |f: &Fetched, registry: &crate::ledger::Registry| {
-                let (entries, registry) = (f.entries.clone(), registry.clone());
-                s.spawn(move || authorize_all(&registry, &entries))
-            };
-            let mut queued = None;
-            if index < size {
-                let f = fetch(index)?;
-                let checking = f.registry_fixed.then(|| check(&f, &replay.registry));
-                queued = Some((f, checking));
-            }
-            while let Some((current, checking)) = queued.take() {
-                let next_at = index + current.entries.len() as u64;
-                // Bundle k+1 is fetched now, but a failure to fetch it (or a
-                // malformed one) is reported only after bundle k has been
-                // replayed cleanly: it must not hide what k proves.
-                let mut next_failed = None;
-                if next_at < size {
-                    match fetch(next_at) {
+            let mut queue = std::collections::VecDeque::with_capacity(AHEAD);
+            let mut fetched_to = index;
+            // A failure to fetch a bundle (or a malformed one) is reported
+            // only after the bundles before it have been replayed cleanly:
+            // it must not hide what they prove.
+            let mut fetch_failed = None;
+            loop {
+                while fetch_failed.is_none() && queue.len() < AHEAD && fetched_to < size {
+                    match fetch(fetched_to) {
                         Ok(f) => {
-                            let checking = (current.registry_fixed && f.registry_fixed)
-                                .then(|| check(&f, &replay.registry));
-                            queued = Some((f, checking));
+                            fetched_to += f.entries.len() as u64;
+                            let checking = f.registry_fixed.then(|| {
+                                let (entries, registry) =
+                                    (f.entries.clone(), replay.registry.clone());
+                                let version = replay.registry_version;
+                                (
+                                    version,
+                                    s.spawn(move || authorize_each(&registry, &entries)),
+                                )
+                            });
+                            queue.push_back((f, checking));
                         }
-                        Err(e) => next_failed = Some(e),
+                        Err(e) => fetch_failed = Some(e),
                     }
                 }
-                let checked = checking.map(|h| {
+                let Some((current, checking)) = queue.pop_front() else {
+                    break;
+                };
+                let checked = checking.and_then(|(version, h)| {
                     // A panic in a checker thread is a bug; re-raise it here.
-                    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+                    let checked = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                    (version == replay.registry_version).then_some(checked)
                 });
                 for (i, entry) in current.entries.iter().enumerate() {
                     let auth = checked.as_ref().and_then(|c| c.get(i).cloned());
@@ -334,24 +344,16 @@ impl<S: Store> Auditor<S> {
                     since_flush += 1;
                     // Commit whole node batches only (at a head record), so
                     // that memory stays bounded on long replays.
-                    if last_was_head && since_flush >= FLUSH_EVERY {
+                    if last_was_head
+                        && (since_flush >= FLUSH_EVERY || replay.pages.len() >= FLUSH_PAGES)
+                    {
                         replay.flush()?;
                         since_flush = 0;
                     }
                 }
                 progress(index - previous_size, size - previous_size);
-                if let Some(e) = next_failed {
-                    return Err(e);
-                }
-                // The next bundle's checks could not start early: the one
-                // just replayed may have changed the registry.
-                if let Some((f, checking @ None)) = &mut queued {
-                    if f.registry_fixed {
-                        *checking = Some(check(f, &replay.registry));
-                    }
-                }
             }
-            Ok(())
+            fetch_failed.map_or(Ok(()), Err)
         })?;
         if !last_was_head {
             let what = Misbehaviour::CheckpointNotOnHead { size: ckpt.size() };
@@ -413,11 +415,15 @@ struct Replay<'a, S: Store> {
     log_key: &'a NoteVerifier,
     frontier: Frontier,
     registry: Registry,
+    /// Registry changes replayed by this run: a check made ahead against
+    /// the registry is valid only while this has not moved.
+    registry_version: u64,
     head_ms: u64,
     /// Status map updates since the last head record.
     pending_map: BTreeMap<Hash, Vec<u8>>,
-    /// The replayed map's top pages, as the overlay holds them.
-    hot: HotPages,
+    /// Map pages read or changed since the last commit, and the top ones,
+    /// decoded: changed pages reach the overlay only when it is committed.
+    pages: PageCache,
 }
 
 impl<S: Store> StateView for Replay<'_, S> {
@@ -457,9 +463,10 @@ impl<'a, S: Store> Replay<'a, S> {
             log_key,
             frontier,
             registry,
+            registry_version: 0,
             head_ms,
             pending_map: BTreeMap::new(),
-            hot: HotPages::load(store)?,
+            pages: PageCache::open(store)?,
         })
     }
 
@@ -521,6 +528,7 @@ impl<'a, S: Store> Replay<'a, S> {
             }
             Entry::Registry(rc) => {
                 report.registry_changes += 1;
+                self.registry_version += 1;
                 rc.verify(self.log_key.key())
                     .map_err(|_| Misbehaviour::BadRegistrySignature { index })?;
                 let change = &rc.change;
@@ -565,11 +573,13 @@ impl<'a, S: Store> Replay<'a, S> {
                 self.head_ms = head.time_ms;
                 let updates: Vec<(Hash, Vec<u8>)> =
                     std::mem::take(&mut self.pending_map).into_iter().collect();
-                let pages = MapPages::with_hot(&self.overlay, &self.hot);
+                // On an error below the run fails and its uncommitted
+                // state, these pages included, is dropped.
+                let pages = self.pages.lend(&self.overlay);
                 let map = smt::update(&pages, &updates).map_err(|e| {
                     ReplayError::State(AuditError::State(format!("status map: {e}")))
                 })?;
-                pages.write(&map.writes, &mut batch)?;
+                let dirty = pages.stage(&map.writes)?;
                 if map.root != head.map_root {
                     return Err(Misbehaviour::MapRootMismatch {
                         index,
@@ -578,8 +588,7 @@ impl<'a, S: Store> Replay<'a, S> {
                     }
                     .into());
                 }
-                // The batch is applied to the overlay below, unconditionally.
-                self.hot = self.hot.absorb(pages.into_pages());
+                self.pages.keep(pages, dirty);
             }
         }
         self.overlay.apply(batch);
@@ -619,8 +628,11 @@ impl<'a, S: Store> Replay<'a, S> {
         Ok(())
     }
 
+    /// Moves the changed map pages and the replay's meta records into the
+    /// overlay, ahead of a commit.
     fn put_meta(&mut self) {
         let mut b = Batch::new();
+        self.pages.write(&mut b);
         b.put(Space::Meta, META_SIZE, self.frontier.size().to_be_bytes());
         b.put(Space::Meta, META_REGISTRY, encode_registry(&self.registry));
         b.put(Space::Meta, META_HEAD_MS, self.head_ms.to_be_bytes());

@@ -412,7 +412,7 @@ impl<S: ReadStore + ?Sized> HashReader for MemoHashes<'_, S> {
     }
 }
 
-pub(crate) use crate::mappage::{HotPages, MapPages};
+pub(crate) use crate::mappage::{HotPages, MapPages, PageCache};
 
 /// The state of one batch being built: nothing here is visible to readers
 /// or durable until [`Ledger::seal`] commits it.
@@ -1747,8 +1747,6 @@ impl<S: ReadStore + ?Sized> crate::audit::LogSource for StoredLog<'_, S> {
     }
 }
 
-/// [`authorize`] for every entry that decodes as an event (others are
-/// refused by [`admit`] before this result is used), in parallel.
 /// [`authorize`] for an event entry; anything else is refused later, by
 /// admission.
 fn check_entry(registry: &Registry, raw: &[u8]) -> Result<(), Refusal> {
@@ -1758,6 +1756,19 @@ fn check_entry(registry: &Registry, raw: &[u8]) -> Result<(), Refusal> {
     }
 }
 
+/// [`authorize_all`] on the calling thread only.
+pub(crate) fn authorize_each<E: AsRef<[u8]>>(
+    registry: &Registry,
+    entries: &[E],
+) -> Vec<Result<(), Refusal>> {
+    entries
+        .iter()
+        .map(|raw| check_entry(registry, raw.as_ref()))
+        .collect()
+}
+
+/// [`authorize`] for every entry that decodes as an event (others are
+/// refused by [`admit`] before this result is used), in parallel.
 pub(crate) fn authorize_all<E: AsRef<[u8]> + Sync>(
     registry: &Registry,
     entries: &[E],

@@ -343,6 +343,25 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
             // The map's first nodes: the store gets its layout key with them.
             batch.put(Space::MapPage, LAYOUT_KEY, LAYOUT);
         }
+        let dirty = self.stage(writes)?;
+        let pages = self.pages.borrow();
+        for id in dirty {
+            put_page(&id, pages.get(&id).map(|p| &**p), batch);
+        }
+        Ok(())
+    }
+
+    /// Carries out `writes` (an `smt::update` result) on this value's
+    /// pages only, reading those it has not seen; returns the pages
+    /// changed, in key order. [`MapPages::write`] then encodes them, or a
+    /// [`PageCache`] keeps them decoded for the next update.
+    ///
+    /// # Errors
+    /// [`StoreError`] when a page cannot be read or decoded.
+    pub(crate) fn stage(
+        &self,
+        writes: &[(NodeId, Option<Node>)],
+    ) -> Result<Vec<PageId>, StoreError> {
         let mut dirty = Vec::with_capacity(writes.len());
         for (id, node) in writes {
             let (page, slot) = locate(id)?;
@@ -356,14 +375,81 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
         // In key order: the index takes sorted writes best.
         dirty.sort_unstable();
         dirty.dedup();
-        let pages = self.pages.borrow();
-        for id in dirty {
-            match pages.get(&id).and_then(|p| encode_page(p)) {
-                Some(bytes) => batch.put(Space::MapPage, id.key(), bytes),
-                None => batch.delete(Space::MapPage, id.key()),
-            }
+        Ok(dirty)
+    }
+}
+
+/// Puts page `id` into `batch`, or deletes it when it holds no node.
+fn put_page(id: &PageId, page: Option<&Page>, batch: &mut Batch) {
+    match page.and_then(encode_page) {
+        Some(bytes) => batch.put(Space::MapPage, id.key(), bytes),
+        None => batch.delete(Space::MapPage, id.key()),
+    }
+}
+
+/// Decoded map pages carried from one update to the next by a replay that
+/// commits many updates at once (the auditor's): the pages an update
+/// changed are encoded once per commit, not once per update, and neither
+/// they nor the pages it read are decoded again by the next update. Each
+/// page has one owner at a time (the cache, or the update it is lent to),
+/// so changing it copies nothing.
+#[derive(Default)]
+pub(crate) struct PageCache {
+    pages: FxHashMap<PageId, Arc<Page>>,
+    /// Pages changed since the last [`PageCache::write`].
+    dirty: Vec<PageId>,
+}
+
+impl PageCache {
+    /// An empty cache over the map in `store`, whose layout it checks.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store holds pages in another layout.
+    pub(crate) fn open<S: ReadStore + ?Sized>(store: &S) -> Result<PageCache, StoreError> {
+        if store
+            .get(Space::MapPage, &PageId(NodeId::root()).key())?
+            .is_some()
+        {
+            check_layout(store)?;
         }
-        Ok(())
+        Ok(PageCache::default())
+    }
+
+    /// Pages held, changed or not.
+    pub(crate) fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// The map over `store` as this cache and its changes make it, for one
+    /// update: its pages are lent to it until [`PageCache::keep`].
+    pub(crate) fn lend<'a, S: ReadStore + ?Sized>(&mut self, store: &'a S) -> MapPages<'a, S> {
+        MapPages {
+            store,
+            hot: None,
+            pages: RefCell::new(std::mem::take(&mut self.pages)),
+        }
+    }
+
+    /// Takes back the pages lent to `map`, which changed `dirty` (from
+    /// [`MapPages::stage`]).
+    pub(crate) fn keep<S: ReadStore + ?Sized>(&mut self, map: MapPages<'_, S>, dirty: Vec<PageId>) {
+        self.pages = map.into_pages();
+        self.dirty.extend(dirty);
+    }
+
+    /// Adds the changed pages to `batch` as [`MapPages::write`] would have,
+    /// in key order, with the layout key; then forgets every page below the
+    /// hot strata, which bounds the cache to what the next commit changes.
+    pub(crate) fn write(&mut self, batch: &mut Batch) {
+        if !self.dirty.is_empty() {
+            batch.put(Space::MapPage, LAYOUT_KEY, LAYOUT);
+        }
+        self.dirty.sort_unstable();
+        self.dirty.dedup();
+        for id in self.dirty.drain(..) {
+            put_page(&id, self.pages.get(&id).map(|p| &**p), batch);
+        }
+        self.pages.retain(|id, _| hot_index(id).is_some());
     }
 }
 
@@ -525,6 +611,8 @@ mod tests {
         store.commit(b).unwrap();
         let err = HotPages::load(&store).err().unwrap().to_string();
         assert!(err.contains("layout 02"), "{err}");
+        let err = PageCache::open(&store).err().unwrap().to_string();
+        assert!(err.contains("layout 02"), "{err}");
     }
 
     /// Updates through pages give the same tree, root and proofs as the
@@ -566,6 +654,47 @@ mod tests {
                 MapPages::new(&store).get_node(id).unwrap().as_ref(),
                 Some(node)
             );
+        }
+    }
+
+    /// The auditor's way (pages kept decoded, written at commits only)
+    /// stores byte for byte what the ledger's way (pages written with every
+    /// update) stores, at every commit.
+    #[test]
+    fn a_page_cache_commits_what_per_update_writes_commit() {
+        let per_update = MemStore::new();
+        let cached = MemStore::new();
+        let mut hot = HotPages::load(&per_update).unwrap();
+        let mut cache = PageCache::open(&cached).unwrap();
+        let mut overlay = crate::store::Overlay::new(&cached);
+        let mut n = 0u32;
+        let rounds = [1u32, 2, 7, 100, 1, 300, 50, 3, 20];
+        for (round, batch_len) in rounds.into_iter().enumerate() {
+            let updates: Vec<(Hash, Vec<u8>)> = (n..n + batch_len)
+                .map(|i| (key(i % 350), i.to_be_bytes().to_vec()))
+                .collect();
+            n += batch_len;
+            let pages = MapPages::with_hot(&per_update, &hot);
+            let expected = smt::update(&pages, &updates).unwrap();
+            let mut b = Batch::new();
+            pages.write(&expected.writes, &mut b).unwrap();
+            hot = hot.absorb(pages.into_pages());
+            per_update.commit(b).unwrap();
+
+            let pages = cache.lend(&overlay);
+            let got = smt::update(&pages, &updates).unwrap();
+            let dirty = pages.stage(&got.writes).unwrap();
+            cache.keep(pages, dirty);
+            assert_eq!(got, expected);
+            if round % 3 == 2 || round + 1 == rounds.len() {
+                let mut b = Batch::new();
+                cache.write(&mut b);
+                overlay.apply(b);
+                overlay.flush().unwrap();
+                assert_eq!(cached.dump(), per_update.dump(), "round {round}");
+                // Only the top strata stay decoded.
+                assert!(cache.pages.keys().all(|id| hot_index(id).is_some()));
+            }
         }
     }
 }

@@ -188,6 +188,12 @@ impl MemStore {
         MemStore::default()
     }
 
+    /// Everything stored, by full key (space byte, then key).
+    #[cfg(test)]
+    pub(crate) fn dump(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Applies `f` to the stored bytes of `key` in `space`, bypassing the
     /// ledger (for corruption tests). Returns whether the key existed.
     pub fn tamper(&self, space: Space, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) -> bool {
@@ -227,7 +233,9 @@ impl Store for MemStore {
 /// replay many batches and commit them to the inner store in one go.
 pub struct Overlay<'a, S: Store + ?Sized> {
     inner: &'a S,
-    pending: std::collections::HashMap<(Space, Vec<u8>), Option<Vec<u8>>>,
+    /// By space, then key: a read looks a key up without copying it. Keys
+    /// come from the replayed log, so the maps keep std's keyed hasher.
+    pending: std::collections::HashMap<Space, std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>>,
 }
 
 impl<'a, S: Store + ?Sized> Overlay<'a, S> {
@@ -241,31 +249,31 @@ impl<'a, S: Store + ?Sized> Overlay<'a, S> {
 
     /// Number of pending writes.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.pending.values().map(|m| m.len()).sum()
     }
 
     /// Commits every pending write to the inner store (atomically and
-    /// durably, per its contract) and empties the overlay.
+    /// durably, per its contract) and empties the overlay, moving the
+    /// writes rather than copying them.
     ///
     /// # Errors
-    /// The inner store's error; the writes stay pending.
+    /// The inner store's error. The inner store is then as it was, and
+    /// the pending writes are gone with the failed batch: a caller that
+    /// cannot commit abandons what it replayed.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         let mut batch = Batch::new();
-        for ((space, key), value) in &self.pending {
-            match value {
-                Some(v) => batch.put(*space, key.clone(), v.clone()),
-                None => batch.delete(*space, key.clone()),
+        for (space, writes) in std::mem::take(&mut self.pending) {
+            for (key, value) in writes {
+                batch.ops.push((space, key, value));
             }
         }
-        self.inner.commit(batch)?;
-        self.pending.clear();
-        Ok(())
+        self.inner.commit(batch)
     }
 }
 
 impl<S: Store + ?Sized> ReadStore for Overlay<'_, S> {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.pending.get(&(space, key.to_vec())) {
+        match self.pending.get(&space).and_then(|m| m.get(key)) {
             Some(v) => Ok(v.clone()),
             None => self.inner.get(space, key),
         }
@@ -277,7 +285,7 @@ impl<S: Store + ?Sized> Overlay<'_, S> {
     /// [`Overlay::flush`]).
     pub fn apply(&mut self, batch: Batch) {
         for (space, key, value) in batch.ops {
-            self.pending.insert((space, key), value);
+            self.pending.entry(space).or_default().insert(key, value);
         }
     }
 }
@@ -1144,6 +1152,55 @@ mod tests {
     #[test]
     fn mem_store_conforms() {
         conformance(&MemStore::new());
+    }
+
+    #[test]
+    fn an_overlay_shadows_its_store_until_it_commits_its_writes() {
+        let inner = MemStore::new();
+        let mut b = Batch::new();
+        b.put(Space::Credential, b"kept".to_vec(), b"old".to_vec());
+        b.put(Space::Credential, b"gone".to_vec(), b"old".to_vec());
+        b.put(Space::Holder, b"kept".to_vec(), b"other space".to_vec());
+        inner.commit(b).unwrap();
+        let before = inner.dump();
+        let mut o = Overlay::new(&inner);
+        let mut b = Batch::new();
+        b.put(Space::Credential, b"kept".to_vec(), b"new".to_vec());
+        b.delete(Space::Credential, b"gone".to_vec());
+        b.put(Space::Credential, b"added".to_vec(), b"1".to_vec());
+        o.apply(b);
+        let mut b = Batch::new();
+        b.put(Space::Credential, b"added".to_vec(), b"2".to_vec());
+        o.apply(b);
+        assert_eq!(o.pending(), 3);
+        let read = |s: &dyn ReadStore, space, k: &[u8]| s.get(space, k).unwrap();
+        assert_eq!(read(&o, Space::Credential, b"kept"), Some(b"new".to_vec()));
+        assert_eq!(read(&o, Space::Credential, b"gone"), None);
+        assert_eq!(read(&o, Space::Credential, b"added"), Some(b"2".to_vec()));
+        assert_eq!(
+            read(&o, Space::Holder, b"kept"),
+            Some(b"other space".to_vec())
+        );
+        assert_eq!(
+            inner.dump(),
+            before,
+            "nothing reaches the store before a flush"
+        );
+        o.flush().unwrap();
+        assert_eq!(o.pending(), 0);
+        assert_eq!(
+            read(&inner, Space::Credential, b"kept"),
+            Some(b"new".to_vec())
+        );
+        assert_eq!(read(&inner, Space::Credential, b"gone"), None);
+        assert_eq!(
+            read(&inner, Space::Credential, b"added"),
+            Some(b"2".to_vec())
+        );
+        assert_eq!(
+            read(&inner, Space::Holder, b"kept"),
+            Some(b"other space".to_vec())
+        );
     }
 
     #[cfg(feature = "node")]

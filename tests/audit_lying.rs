@@ -310,6 +310,68 @@ fn an_event_from_an_unregistered_key_is_caught() {
 }
 
 #[test]
+fn a_key_removed_between_a_check_ahead_and_the_replay_is_caught() {
+    // Bundles are fetched, and their signatures checked, a few bundles
+    // ahead of the replay, against the registry of that moment. Here
+    // bundle 6 is checked while `issuer` is still registered, bundle 5
+    // then removes it, and bundle 6 holds an event it signed: that check
+    // must not be used.
+    let second = NoteSigner::from_seed(KeyName::new("second.example").unwrap(), [14; 32]);
+    let issue_by = |n: u32, key: &NoteSigner| {
+        let mut id = [0xa5; 32];
+        id[..4].copy_from_slice(&n.to_be_bytes());
+        Event {
+            action: Action::Issue {
+                not_before_ms: T0,
+                not_after_ms: T0 + 1_000_000_000,
+                replaces: None,
+            },
+            credential: CredentialId(id),
+            holder: HolderTag(id),
+            issuer_key_id: key.id(),
+            issued_at_ms: T0,
+        }
+        .sign(key.signing_key())
+        .encode()
+    };
+    let registered = |keys: &[&NoteSigner]| -> Vec<Submitter> {
+        keys.iter()
+            .map(|k| Submitter {
+                key: k.verifier(),
+                kinds: KindSet::ALL,
+            })
+            .collect()
+    };
+    let mut l = Ledger::open(Arc::new(MemStore::new()), log_signer(), T0).unwrap();
+    l.reconcile_submitters(&registered(&[&issuer(), &second]), T0)
+        .unwrap();
+    let mut n = 0u32;
+    let mut append_until = |l: &mut Ledger<Arc<MemStore>>, size: u64, key: &NoteSigner| {
+        while l.checkpoint().size() < size {
+            let batch: Vec<Vec<u8>> = (n..n + 50).map(|i| issue_by(i, key)).collect();
+            n += 50;
+            l.append_events(&batch, T0).unwrap();
+        }
+    };
+    append_until(&mut l, 5 * 256 + 10, &issuer());
+    l.reconcile_submitters(&registered(&[&second]), T0).unwrap();
+    let removed_at = l.checkpoint().size();
+    assert_eq!(removed_at / 256, 5, "the removal is in bundle 5");
+    append_until(&mut l, 7 * 256 + 10, &second);
+    let mut entries: Vec<Vec<u8>> = (0..l.checkpoint().size())
+        .map(|i| l.entry(i).unwrap())
+        .collect();
+    let at = 6 * 256 + 17;
+    assert!(matches!(Entry::decode(&entries[at]), Ok(Entry::Event(_))));
+    entries[at] = issue_by(1_000_000, &issuer());
+    let (what, _) = finding(auditor().run(&Forged::new(entries, &log_signer()), &mut no_progress));
+    assert!(
+        matches!(what, Misbehaviour::Unauthorized { index, .. } if index == at as u64),
+        "{what}"
+    );
+}
+
+#[test]
 fn a_lie_is_reported_even_when_the_next_bundle_cannot_be_fetched() {
     // Bundle 1 is fetched while bundle 0 is replayed; its fetch failing
     // must not hide the lie in bundle 0.
