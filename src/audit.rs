@@ -47,8 +47,9 @@ const FLUSH_EVERY: u64 = 20_000;
 /// is up to about 2 KiB decoded).
 const FLUSH_PAGES: usize = 32_768;
 /// Entry bundles fetched, and their signatures being checked, ahead of the
-/// one being replayed.
-const AHEAD: usize = 4;
+/// one being replayed: enough for the checkers to keep busy while the
+/// replay commits its state (a few hundred milliseconds).
+const AHEAD: usize = 32;
 
 /// One entry bundle, fetched and decoded, from the first entry not yet
 /// replayed.
@@ -56,6 +57,23 @@ struct Fetched {
     entries: std::sync::Arc<Vec<Vec<u8>>>,
     /// No entry in it is a registry change.
     registry_fixed: bool,
+}
+
+/// One bundle's signatures to check ahead of its replay, against the
+/// registry of the moment it was fetched.
+struct CheckJob {
+    entries: std::sync::Arc<Vec<Vec<u8>>>,
+    registry: Registry,
+    done: std::sync::mpsc::SyncSender<Vec<Result<(), Refusal>>>,
+}
+
+/// Sets the flag when dropped.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Where the auditor reads the log from: a tlog-tiles server.
@@ -297,7 +315,35 @@ impl<S: Store> Auditor<S> {
                 registry_fixed,
             })
         };
+        let stopped = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| -> Result<(), AuditError> {
+            // When the replay ends (also on an error), the checkers stop:
+            // the queued jobs are skipped, and the closed channel ends them.
+            let (jobs, waiting) = std::sync::mpsc::channel::<CheckJob>();
+            let _stop = StopOnDrop(&stopped);
+            // A fixed pool of checkers, one per core: with the replay, they
+            // keep every core busy, and the replay keeps its share of one.
+            // Only they hold the receiving end: should they all end (a
+            // panic, which the scope re-raises), jobs are refused and their
+            // results never come, so those bundles are checked in the replay.
+            let waiting = std::sync::Arc::new(std::sync::Mutex::new(waiting));
+            for _ in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+                let (waiting, stopped) = (waiting.clone(), &stopped);
+                s.spawn(move || loop {
+                    // The lock is held only to take a job.
+                    let job = match waiting.lock() {
+                        Ok(w) => w.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                        continue;
+                    }
+                    // The replay may have stopped and dropped the receiver.
+                    let _ = job.done.send(authorize_each(&job.registry, &job.entries));
+                });
+            }
+            drop(waiting);
             let mut queue = std::collections::VecDeque::with_capacity(AHEAD);
             let mut fetched_to = index;
             // A failure to fetch a bundle (or a malformed one) is reported
@@ -310,13 +356,16 @@ impl<S: Store> Auditor<S> {
                         Ok(f) => {
                             fetched_to += f.entries.len() as u64;
                             let checking = f.registry_fixed.then(|| {
-                                let (entries, registry) =
-                                    (f.entries.clone(), replay.registry.clone());
-                                let version = replay.registry_version;
-                                (
-                                    version,
-                                    s.spawn(move || authorize_each(&registry, &entries)),
-                                )
+                                let (done, result) = std::sync::mpsc::sync_channel(1);
+                                // If no checker is left to take it, the
+                                // result never comes and the bundle is
+                                // checked during its replay.
+                                let _ = jobs.send(CheckJob {
+                                    entries: f.entries.clone(),
+                                    registry: replay.registry.clone(),
+                                    done,
+                                });
+                                (replay.registry_version, result)
                             });
                             queue.push_back((f, checking));
                         }
@@ -326,9 +375,8 @@ impl<S: Store> Auditor<S> {
                 let Some((current, checking)) = queue.pop_front() else {
                     break;
                 };
-                let checked = checking.and_then(|(version, h)| {
-                    // A panic in a checker thread is a bug; re-raise it here.
-                    let checked = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                let checked = checking.and_then(|(version, result)| {
+                    let checked = result.recv().ok()?;
                     (version == replay.registry_version).then_some(checked)
                 });
                 for (i, entry) in current.entries.iter().enumerate() {

@@ -311,11 +311,11 @@ fn an_event_from_an_unregistered_key_is_caught() {
 
 #[test]
 fn a_key_removed_between_a_check_ahead_and_the_replay_is_caught() {
-    // Bundles are fetched, and their signatures checked, a few bundles
-    // ahead of the replay, against the registry of that moment. Here
-    // bundle 6 is checked while `issuer` is still registered, bundle 5
-    // then removes it, and bundle 6 holds an event it signed: that check
-    // must not be used.
+    // Bundles are fetched, and their signatures checked, some bundles
+    // ahead of the replay (32: `audit::AHEAD`), against the registry of
+    // that moment. Here bundle 48 is checked while `issuer` is still
+    // registered, bundle 47 then removes it, and bundle 48 holds an event
+    // it signed: that check must not be used.
     let second = NoteSigner::from_seed(KeyName::new("second.example").unwrap(), [14; 32]);
     let issue_by = |n: u32, key: &NoteSigner| {
         let mut id = [0xa5; 32];
@@ -353,15 +353,15 @@ fn a_key_removed_between_a_check_ahead_and_the_replay_is_caught() {
             l.append_events(&batch, T0).unwrap();
         }
     };
-    append_until(&mut l, 5 * 256 + 10, &issuer());
+    append_until(&mut l, 47 * 256 + 10, &issuer());
     l.reconcile_submitters(&registered(&[&second]), T0).unwrap();
     let removed_at = l.checkpoint().size();
-    assert_eq!(removed_at / 256, 5, "the removal is in bundle 5");
-    append_until(&mut l, 7 * 256 + 10, &second);
+    assert_eq!(removed_at / 256, 47, "the removal is in bundle 47");
+    append_until(&mut l, 49 * 256 + 10, &second);
     let mut entries: Vec<Vec<u8>> = (0..l.checkpoint().size())
         .map(|i| l.entry(i).unwrap())
         .collect();
-    let at = 6 * 256 + 17;
+    let at = 48 * 256 + 17;
     assert!(matches!(Entry::decode(&entries[at]), Ok(Entry::Event(_))));
     entries[at] = issue_by(1_000_000, &issuer());
     let (what, _) = finding(auditor().run(&Forged::new(entries, &log_signer()), &mut no_progress));
