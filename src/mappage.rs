@@ -617,6 +617,32 @@ mod tests {
 
     /// Updates through pages give the same tree, root and proofs as the
     /// node-by-node map, over several batches.
+    /// The next `len` updates of a run over 350 keys (later ones change
+    /// earlier keys), from update `n` on.
+    fn next_updates(n: &mut u32, len: u32) -> Vec<(Hash, Vec<u8>)> {
+        let updates = (*n..*n + len)
+            .map(|i| (key(i % 350), i.to_be_bytes().to_vec()))
+            .collect();
+        *n += len;
+        updates
+    }
+
+    /// One update as the ledger's writer makes it: through its hot pages,
+    /// written and committed, then absorbed into them.
+    fn update_and_commit(
+        store: &MemStore,
+        hot: &mut HotPages,
+        updates: &[(Hash, Vec<u8>)],
+    ) -> smt::MapUpdate {
+        let pages = MapPages::with_hot(store, hot);
+        let up = smt::update(&pages, updates).unwrap();
+        let mut b = Batch::new();
+        pages.write(&up.writes, &mut b).unwrap();
+        *hot = hot.absorb(pages.into_pages());
+        store.commit(b).unwrap();
+        up
+    }
+
     #[test]
     fn paged_map_equals_the_node_map() {
         let store = MemStore::new();
@@ -625,16 +651,8 @@ mod tests {
         // Kept across batches as the ledger's writer keeps it.
         let mut hot = HotPages::load(&store).unwrap();
         for batch_len in [1u32, 2, 7, 100, 1, 300, 50] {
-            let updates: Vec<(Hash, Vec<u8>)> = (n..n + batch_len)
-                .map(|i| (key(i % 350), i.to_be_bytes().to_vec()))
-                .collect();
-            n += batch_len;
-            let pages = MapPages::with_hot(&store, &hot);
-            let paged = smt::update(&pages, &updates).unwrap();
-            let mut b = Batch::new();
-            pages.write(&paged.writes, &mut b).unwrap();
-            hot = hot.absorb(pages.into_pages());
-            store.commit(b).unwrap();
+            let updates = next_updates(&mut n, batch_len);
+            let paged = update_and_commit(&store, &mut hot, &updates);
             let plain = smt::update(&nodes, &updates).unwrap();
             plain.apply_to(&mut nodes);
             assert_eq!(paged, plain);
@@ -670,16 +688,8 @@ mod tests {
         let mut n = 0u32;
         let rounds = [1u32, 2, 7, 100, 1, 300, 50, 3, 20];
         for (round, batch_len) in rounds.into_iter().enumerate() {
-            let updates: Vec<(Hash, Vec<u8>)> = (n..n + batch_len)
-                .map(|i| (key(i % 350), i.to_be_bytes().to_vec()))
-                .collect();
-            n += batch_len;
-            let pages = MapPages::with_hot(&per_update, &hot);
-            let expected = smt::update(&pages, &updates).unwrap();
-            let mut b = Batch::new();
-            pages.write(&expected.writes, &mut b).unwrap();
-            hot = hot.absorb(pages.into_pages());
-            per_update.commit(b).unwrap();
+            let updates = next_updates(&mut n, batch_len);
+            let expected = update_and_commit(&per_update, &mut hot, &updates);
 
             let pages = cache.lend(&overlay);
             let got = smt::update(&pages, &updates).unwrap();
