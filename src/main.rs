@@ -169,6 +169,11 @@ struct ServeArgs {
     /// Append a head record alone after this many seconds without events.
     #[arg(long, default_value_t = 60)]
     heartbeat_secs: u64,
+    /// Nice value of the sequencer thread, the one writer every submission
+    /// waits on (Linux; below the process's own it needs CAP_SYS_NICE or
+    /// RLIMIT_NICE, else a warning is logged). `keep` leaves it alone.
+    #[arg(long, default_value_t = server::DEFAULT_SEQUENCER_NICE.to_string())]
+    sequencer_nice: String,
     /// Logs as JSON lines (for log collectors) instead of text.
     #[arg(long)]
     log_json: bool,
@@ -690,6 +695,16 @@ fn parse_submitters(path: &Path) -> Result<Vec<Submitter>> {
 }
 
 fn serve(a: ServeArgs) -> Result<()> {
+    // Every flag is checked before anything is opened or logged.
+    let sequencer_nice = match a.sequencer_nice.as_str() {
+        "keep" => None,
+        n => Some(
+            n.parse::<i32>()
+                .ok()
+                .filter(|n| (-20..=19).contains(n))
+                .ok_or_else(|| anyhow!("--sequencer-nice: {n:?} is neither `keep` nor -20 … 19"))?,
+        ),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
@@ -776,6 +791,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         max_batch: a.max_batch.max(1),
         queue_requests: a.queue.max(1),
         heartbeat: Duration::from_secs(a.heartbeat_secs.max(1)),
+        nice: sequencer_nice,
     };
     let (sequencer, thread) = Sequencer::start(ledger, config, metrics.clone());
     let rate = f64::from(a.submitter_rate);

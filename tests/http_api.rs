@@ -688,3 +688,52 @@ async fn storage_faults_make_the_node_unhealthy_until_they_clear() {
     assert_eq!(get(&n, "/healthz").await.status, StatusCode::OK);
     assert_eq!(size(&n).await, before + 2);
 }
+
+/// The nice value in a `/proc/.../stat` line (field 19).
+#[cfg(target_os = "linux")]
+fn nice_in_stat(stat: &str) -> Option<i64> {
+    // After the command in parentheses, the state is field 3.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(16)?.parse().ok()
+}
+
+/// The nice value of every thread of this process named `name`.
+#[cfg(target_os = "linux")]
+fn nice_of_threads(name: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            out.extend(nice_in_stat(&stat));
+        }
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_sequencer_thread_takes_the_configured_priority() {
+    // Raising one's own nice value needs no privilege. Other tests'
+    // sequencers take the default (below this thread's, or this thread's
+    // own where that is not permitted).
+    let own = nice_in_stat(&std::fs::read_to_string("/proc/thread-self/stat").unwrap()).unwrap();
+    let wanted = (own + 7).min(19);
+    if wanted == own {
+        return; // already at the lowest priority: nothing to raise to
+    }
+    assert!(!nice_of_threads("sequencer").contains(&wanted));
+    let _node = node(SequencerConfig {
+        nice: Some(wanted as i32),
+        ..SequencerConfig::default()
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !nice_of_threads("sequencer").contains(&wanted) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sequencer thread at nice {wanted}: {:?}",
+            nice_of_threads("sequencer")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

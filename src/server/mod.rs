@@ -27,7 +27,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use sequencer::{now_ms as sequencer_now_ms, ItemResult, Sequencer, SequencerConfig};
+pub use sequencer::{
+    now_ms as sequencer_now_ms, set_thread_nice, ItemResult, Sequencer, SequencerConfig,
+    DEFAULT_NICE as DEFAULT_SEQUENCER_NICE,
+};
 
 /// The writer, owned by the sequencer thread (behind a mutex only so that
 /// tests can stall it).

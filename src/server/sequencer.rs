@@ -29,6 +29,14 @@ pub struct SequencerConfig {
     pub queue_requests: usize,
     /// A head record is appended alone after this long without events.
     pub heartbeat: Duration,
+    /// The sequencer thread's nice value (Linux; -20 … 19, lower runs
+    /// first). The sequencer is the one thread that writes, so every
+    /// submission waits on it; at the same priority as the handlers it
+    /// spent a quarter of a busy run waiting for a core (BENCHMARKS.md,
+    /// seventh session). A value below the process's own needs
+    /// CAP_SYS_NICE or RLIMIT_NICE; without them the thread keeps the
+    /// process's priority and says so in the log. `None`: leave it.
+    pub nice: Option<i32>,
 }
 
 impl Default for SequencerConfig {
@@ -38,8 +46,41 @@ impl Default for SequencerConfig {
             max_batch: 4096,
             queue_requests: 1024,
             heartbeat: Duration::from_secs(60),
+            nice: Some(DEFAULT_NICE),
         }
     }
+}
+
+/// The sequencer's nice value unless configured otherwise.
+pub const DEFAULT_NICE: i32 = -10;
+
+/// Sets the calling thread's nice value (`setpriority(2)` on its thread id:
+/// on Linux the nice value is per thread).
+///
+/// # Errors
+/// The OS error, e.g. permission denied to go below the current value.
+#[cfg(target_os = "linux")]
+pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+    // SAFETY: gettid has no preconditions; setpriority only reads its
+    // arguments, and a bad one is an error return, not undefined behaviour.
+    let done = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Thread priorities are not set on this platform.
+#[cfg(not(target_os = "linux"))]
+pub fn set_thread_nice(_nice: i32) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "thread priorities are set on Linux only",
+    ))
 }
 
 /// The answer for one submitted event.
@@ -99,6 +140,18 @@ impl Sequencer {
         let handle = std::thread::Builder::new()
             .name("sequencer".into())
             .spawn(move || {
+                if let Some(nice) = config.nice {
+                    match set_thread_nice(nice) {
+                        Ok(()) => tracing::debug!(nice, "sequencer priority set"),
+                        Err(e) => tracing::warn!(
+                            nice,
+                            error = %e,
+                            "cannot set the sequencer's priority (it needs CAP_SYS_NICE or \
+                             RLIMIT_NICE to go below the process's); it runs at the process's \
+                             own, and submissions may wait longer for it under load"
+                        ),
+                    }
+                }
                 run(&ledger, &config, &metrics, &rx);
                 running.store(false, Ordering::SeqCst);
             })
