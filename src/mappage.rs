@@ -421,7 +421,9 @@ impl PageCache {
     }
 
     /// The map over `store` as this cache and its changes make it, for one
-    /// update: its pages are lent to it until [`PageCache::keep`].
+    /// update: its pages are lent to it until [`PageCache::keep`]. If the
+    /// update fails, drop the cache with everything not yet committed: the
+    /// changed pages went with the map.
     pub(crate) fn lend<'a, S: ReadStore + ?Sized>(&mut self, store: &'a S) -> MapPages<'a, S> {
         MapPages {
             store,
@@ -615,8 +617,6 @@ mod tests {
         assert!(err.contains("layout 02"), "{err}");
     }
 
-    /// Updates through pages give the same tree, root and proofs as the
-    /// node-by-node map, over several batches.
     /// The next `len` updates of a run over 350 keys (later ones change
     /// earlier keys), from update `n` on.
     fn next_updates(n: &mut u32, len: u32) -> Vec<(Hash, Vec<u8>)> {
@@ -643,6 +643,8 @@ mod tests {
         up
     }
 
+    /// Updates through pages give the same tree, root and proofs as the
+    /// node-by-node map, over several batches.
     #[test]
     fn paged_map_equals_the_node_map() {
         let store = MemStore::new();
