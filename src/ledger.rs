@@ -1773,16 +1773,15 @@ pub(crate) fn authorize_all<E: AsRef<[u8]> + Sync>(
     registry: &Registry,
     entries: &[E],
 ) -> Vec<Result<(), Refusal>> {
-    let check = |raw: &E| check_entry(registry, raw.as_ref());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || entries.len() < 64 {
-        return entries.iter().map(check).collect();
+        return authorize_each(registry, entries);
     }
     let chunk = entries.len().div_ceil(threads);
     std::thread::scope(|s| {
         let parts: Vec<_> = entries
             .chunks(chunk)
-            .map(|c| s.spawn(move || c.iter().map(check).collect::<Vec<_>>()))
+            .map(|c| s.spawn(move || authorize_each(registry, c)))
             .collect();
         parts
             .into_iter()

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use sequencer::{
-    now_ms as sequencer_now_ms, set_thread_nice, ItemResult, Sequencer, SequencerConfig,
+    now_ms as sequencer_now_ms, ItemResult, Sequencer, SequencerConfig,
     DEFAULT_NICE as DEFAULT_SEQUENCER_NICE,
 };
 

@@ -60,7 +60,7 @@ pub const DEFAULT_NICE: i32 = -10;
 /// # Errors
 /// The OS error, e.g. permission denied to go below the current value.
 #[cfg(target_os = "linux")]
-pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+fn set_thread_nice(nice: i32) -> std::io::Result<()> {
     // SAFETY: gettid has no preconditions; setpriority only reads its
     // arguments, and a bad one is an error return, not undefined behaviour.
     let done = unsafe {
@@ -76,7 +76,7 @@ pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
 
 /// Thread priorities are not set on this platform.
 #[cfg(not(target_os = "linux"))]
-pub fn set_thread_nice(_nice: i32) -> std::io::Result<()> {
+fn set_thread_nice(_nice: i32) -> std::io::Result<()> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
         "thread priorities are set on Linux only",
