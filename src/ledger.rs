@@ -7,9 +7,12 @@
 //! One batch is one straight sequence (see [`Ledger::append_events`]):
 //! admit each event (decode, dedup, registry, strict signature, rules) →
 //! append entries and their tree hashes → update the status map → append
-//! the head record → commit atomically and fsync → check consistency with
-//! the last signed checkpoint → sign → persist the checkpoint and fsync →
-//! only then return. A storage error at any step poisons the ledger: it
+//! the head record → commit atomically and fsync (with the previous
+//! batch's checkpoint) → check consistency with the last signed checkpoint
+//! → sign and publish → only then return. The new checkpoint is stored
+//! with the next commit: the tree it signs is durable, and after a crash
+//! the node signs that tree again into the same bytes (Ed25519 is
+//! deterministic). A storage error at any step poisons the ledger: it
 //! refuses further work until reopened, and reopening recovers.
 //!
 //! Architecture Invariant: no async, no HTTP, no clock. Time is passed in
@@ -718,6 +721,9 @@ pub struct Ledger<S: Store> {
     last_head_ms: u64,
     /// The map's top pages as committed (published with each checkpoint).
     hot: Arc<HotPages>,
+    /// The published checkpoint when it is not stored yet: it goes into
+    /// the next batch's commit (see [`Ledger::publish_checkpoint`]).
+    unsaved: Option<VerifiedCheckpoint>,
 }
 
 impl<S: Store> std::ops::Deref for Ledger<S> {
@@ -767,6 +773,7 @@ impl<S: Store> Ledger<S> {
             registry: Arc::default(),
             last_head_ms: 0,
             hot: Arc::new(HotPages::unknown()),
+            unsaved: None,
         };
         let size = match ledger.reader.store.get(Space::Meta, META_SIZE)? {
             None => {
@@ -775,6 +782,7 @@ impl<S: Store> Ledger<S> {
                 work.batch.put(Space::Meta, META_LAYOUT, LAYOUT);
                 let sealed = seal(work, now_ms, 0);
                 ledger.install(sealed)?;
+                ledger.save_checkpoint()?;
                 return Ok(ledger);
             }
             Some(v) => u64_value(&v, "stored tree size")?,
@@ -853,6 +861,7 @@ impl<S: Store> Ledger<S> {
         ledger.set_checkpoint(published);
         if !complete {
             ledger.publish_checkpoint()?;
+            ledger.save_checkpoint()?;
         }
         // Every check passed: the writer may work again.
         *ledger
@@ -901,11 +910,15 @@ impl<S: Store> Ledger<S> {
     }
 
     fn work(&self) -> Work<'_, S> {
+        let mut batch = Batch::new();
+        if let Some(c) = &self.unsaved {
+            put_checkpoint(&mut batch, c);
+        }
         Work {
             store: &*self.reader.store,
             hot: &self.hot,
             pages: MapPages::with_hot(&*self.reader.store, &self.hot),
-            batch: Batch::new(),
+            batch,
             frontier: self.frontier.clone(),
             dedup: HashMap::new(),
             dedup_stored: HashMap::new(),
@@ -1076,17 +1089,25 @@ impl<S: Store> Ledger<S> {
     /// the ledger when sealing or publishing failed.
     fn install(&mut self, sealed: Result<Sealed, LedgerError>) -> Result<(), LedgerError> {
         let sealed = sealed.inspect_err(|e| self.set_poisoned(e.to_string()))?;
+        // The commit stored the checkpoint that was unsaved ([`Ledger::work`]).
+        self.unsaved = None;
         self.frontier = sealed.frontier;
         self.registry = sealed.registry;
         self.last_head_ms = sealed.head_ms;
         self.hot = Arc::new(sealed.hot);
-        // 4. Consistency check, sign, persist durably; then release.
+        // 4. Consistency check, sign, publish (stored with the next commit).
         self.publish_checkpoint()
             .inspect_err(|e| self.set_poisoned(e.to_string()))
     }
 
-    /// Signs and persists a checkpoint for the committed tree, after
-    /// proving it consistent with the last one signed.
+    /// Signs and publishes a checkpoint for the committed tree, after
+    /// proving it consistent with the last one signed. It is stored with
+    /// the next batch's commit (or by [`Ledger::save_checkpoint`]), not
+    /// with a commit of its own: the tree it signs is durable already, and
+    /// Ed25519 signatures are deterministic (RFC 8032), so after a crash
+    /// [`Ledger::open`] signs the same tree into the same bytes. What a
+    /// client was given is then what the node serves, and the batch's
+    /// path to its answer holds one index fsync instead of two.
     fn publish_checkpoint(&mut self) -> Result<(), LedgerError> {
         let new = Checkpoint::new(
             self.reader.verifier.name().to_string(),
@@ -1127,17 +1148,39 @@ impl<S: Store> Ledger<S> {
         }
         let signed = checkpoint::sign_checkpoint(&self.signer, &new)
             .map_err(|e| LedgerError::Sign(e.to_string()))?;
-        let mut batch = Batch::new();
-        batch.put(Space::Meta, META_CHECKPOINT, signed.note_text().as_bytes());
-        batch.put(
-            Space::Checkpoint,
-            new.size().to_be_bytes(),
-            signed.note_text().as_bytes(),
-        );
-        self.reader.store.commit(batch)?;
-        self.set_checkpoint(Some(signed.into_verified()));
+        let signed = signed.into_verified();
+        self.set_checkpoint(Some(signed.clone()));
+        self.unsaved = Some(signed);
         Ok(())
     }
+
+    /// Stores the published checkpoint if it is not stored yet: on a clean
+    /// stop, so that a reader of the data directory (`revledger fsck`) sees
+    /// the last one signed.
+    ///
+    /// # Errors
+    /// A storage error; the checkpoint stays unsaved (the next open signs
+    /// it again).
+    pub fn save_checkpoint(&mut self) -> Result<(), LedgerError> {
+        if let Some(c) = &self.unsaved {
+            let mut batch = Batch::new();
+            put_checkpoint(&mut batch, c);
+            self.reader.store.commit(batch)?;
+            self.unsaved = None;
+        }
+        Ok(())
+    }
+}
+
+/// The writes that store a signed checkpoint: as the last one, and in the
+/// history by size.
+fn put_checkpoint(batch: &mut Batch, c: &VerifiedCheckpoint) {
+    batch.put(Space::Meta, META_CHECKPOINT, c.note_text().as_bytes());
+    batch.put(
+        Space::Checkpoint,
+        c.size().to_be_bytes(),
+        c.note_text().as_bytes(),
+    );
 }
 
 /// What the writer and its readers share: the published checkpoint and

@@ -149,6 +149,8 @@ fn the_log_files_on_disk_are_checked_like_any_stored_byte() {
             .unwrap();
         // One stored hash per subtree of level ≥ 1: leaf hashes are not stored.
         let n = merkle::stored_hash_count(r.checkpoint.size()) - r.checkpoint.size();
+        // A clean stop: the last checkpoint stored.
+        l.save_checkpoint().unwrap();
         (r.checkpoint.clone(), n)
     };
     let file = |n: &str| dir.path().join(n);
@@ -248,19 +250,23 @@ fn faulty(inner: Arc<MemStore>, fail_at: usize, persist_anyway: bool) -> Faulty 
 
 #[test]
 fn every_commit_fault_is_survived_and_nothing_unacknowledged_is_claimed() {
-    // One batch makes two commits: the batch, then its checkpoint. Fail each,
-    // both ways, and check: no acknowledgement, the ledger refuses more
-    // work, and reopening yields a consistent log that contains the batch
-    // exactly when the failed write was persisted.
+    // One batch makes one commit, which also stores the checkpoint of the
+    // batch before it. Fail the first batch's commit (nothing unsaved
+    // rides with it) and the second's (the first's checkpoint does), both
+    // ways, and check: no acknowledgement, the ledger refuses more work,
+    // and reopening yields a consistent log that contains the batch
+    // exactly when the failed write was persisted, and serves every
+    // checkpoint it acknowledged byte for byte.
     for fail_at in 0..2 {
         for persist_anyway in [false, true] {
             let mem = Arc::new(MemStore::new());
-            let before = {
-                let l = registered(mem.clone());
-                l.checkpoint().clone()
-            };
+            registered(mem.clone()).save_checkpoint().unwrap();
             let store = faulty(mem.clone(), fail_at, persist_anyway);
             let mut l = Ledger::open(store, log_signer(), T0).unwrap();
+            let mut before = l.checkpoint().clone();
+            for n in 0..fail_at {
+                before = l.append_events(&[issue(20 + n as u32)], T0 + 1).unwrap().checkpoint;
+            }
             let err = l.append_events(&[issue(7)], T0 + 1).unwrap_err();
             assert!(
                 matches!(err, LedgerError::Store(StoreError::Injected(_))),
@@ -273,16 +279,28 @@ fn every_commit_fault_is_survived_and_nothing_unacknowledged_is_claimed() {
             ));
             drop(l);
             let mut l = Ledger::open(mem.clone(), log_signer(), T0 + 3).unwrap();
-            let batch_on_disk = fail_at == 1 || persist_anyway;
-            let expected = if batch_on_disk {
+            let expected = if persist_anyway {
                 before.size() + 2
             } else {
                 before.size()
             };
+            let msg = format!("fail_at {fail_at} persist {persist_anyway}");
+            assert_eq!(l.checkpoint().size(), expected, "{msg}");
+            if !persist_anyway {
+                assert_eq!(l.checkpoint().note_text(), before.note_text(), "{msg}");
+            }
+            // Stored at open, last and in the history by size.
             assert_eq!(
-                l.checkpoint().size(),
-                expected,
-                "fail_at {fail_at} persist {persist_anyway}"
+                mem.get(Space::Meta, b"checkpoint").unwrap().as_deref(),
+                Some(l.checkpoint().note_text().as_bytes()),
+                "{msg}"
+            );
+            assert_eq!(
+                mem.get(Space::Checkpoint, &before.size().to_be_bytes())
+                    .unwrap()
+                    .as_deref(),
+                Some(before.note_text().as_bytes()),
+                "{msg}"
             );
             let p = l.consistency_proof(before.size(), expected).unwrap();
             merkle::verify_consistency(
@@ -295,13 +313,51 @@ fn every_commit_fault_is_survived_and_nothing_unacknowledged_is_claimed() {
             .unwrap();
             // Resubmitting the event gives its index, or logs it now.
             let r = l.append_events(&[issue(7)], T0 + 4).unwrap();
-            match (&r.outcomes[0], batch_on_disk) {
+            match (&r.outcomes[0], persist_anyway) {
                 (Outcome::Duplicate { index, .. }, true) => assert_eq!(*index, before.size()),
                 (Outcome::Accepted { index, .. }, false) => assert_eq!(*index, before.size()),
                 (o, _) => panic!("{o:?}"),
             }
         }
     }
+}
+
+#[test]
+fn a_checkpoint_is_stored_with_the_next_commit_and_signed_again_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let stored = |store: &DiskStore| {
+        store
+            .get(Space::Meta, b"checkpoint")
+            .unwrap()
+            .map(|v| String::from_utf8(v).unwrap())
+    };
+    let (first, second) = {
+        let store = DiskStore::open(dir.path()).unwrap();
+        let mut l = registered(store.clone());
+        let first = l.append_events(&[issue(1)], T0 + 1).unwrap().checkpoint;
+        assert_ne!(stored(&store).as_deref(), Some(first.note_text()));
+        let second = l.append_events(&[issue(2)], T0 + 2).unwrap().checkpoint;
+        // The second batch's commit stored the first's checkpoint.
+        assert_eq!(stored(&store).as_deref(), Some(first.note_text()));
+        assert_eq!(
+            store
+                .get(Space::Checkpoint, &first.size().to_be_bytes())
+                .unwrap()
+                .as_deref(),
+            Some(first.note_text().as_bytes())
+        );
+        (first, second)
+        // Dropped without saving: as a crash would leave it.
+    };
+    let store = DiskStore::open(dir.path()).unwrap();
+    assert_eq!(stored(&store).as_deref(), Some(first.note_text()));
+    let mut l = Ledger::open(store.clone(), log_signer(), T0 + 3).unwrap();
+    assert_eq!(l.checkpoint().note_text(), second.note_text());
+    assert_eq!(stored(&store).as_deref(), Some(second.note_text()));
+    // A clean stop stores the last one.
+    let third = l.append_events(&[issue(3)], T0 + 4).unwrap().checkpoint;
+    l.save_checkpoint().unwrap();
+    assert_eq!(stored(&store).as_deref(), Some(third.note_text()));
 }
 
 #[test]
@@ -513,6 +569,7 @@ fn fsck_replay_finds_flipped_bytes_and_says_where() {
             let evs: Vec<Vec<u8>> = (0..10).map(|i| issue(b * 10 + i)).collect();
             l.append_events(&evs, T0).unwrap();
         }
+        l.save_checkpoint().unwrap();
         l.checkpoint().size()
     };
     let fsck = || {

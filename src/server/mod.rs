@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use sequencer::{
-    now_ms as sequencer_now_ms, ItemResult, Sequencer, SequencerConfig,
+    now_ms as sequencer_now_ms, ItemResult, Sequenced, Sequencer, SequencerConfig,
     DEFAULT_NICE as DEFAULT_SEQUENCER_NICE,
 };
 
@@ -46,6 +46,9 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub const MAX_DECLARED_BODY_BYTES: usize = 16 * MAX_BODY_BYTES;
 /// Most events in one `POST /events`.
 pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
+/// Answers about at most this many events get their inclusion proofs on
+/// the handler's own async thread; larger ones on a blocking thread.
+const INLINE_PROOFS: usize = 64;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -448,7 +451,21 @@ async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Response, 
             tracing::error!(error = %e, "signature checks did not finish");
             ApiError::unavailable("stopping", "the node is stopping", 5)
         })?;
-    let results = slot.submit(checked).await?;
+    let sequenced = slot.submit(checked).await?;
+    // The inclusion proofs, here rather than on the sequencer: small
+    // answers on this thread, large ones where they hold up no other
+    // request.
+    let results = if sequenced.len() <= INLINE_PROOFS {
+        sequenced.answer(&state.ledger)?
+    } else {
+        let reader = state.ledger.clone();
+        tokio::task::spawn_blocking(move || sequenced.answer(&reader))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "inclusion proofs did not finish");
+                ApiError::unavailable("stopping", "the node is stopping", 5)
+            })??
+    };
     if single {
         if let Some(Err(r)) = results.first() {
             return Err(ApiError::from_refusal(r));

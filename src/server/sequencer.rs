@@ -9,7 +9,7 @@
 //! adding latency when idle.
 
 use super::metrics::Metrics;
-use super::{AcceptedJson, ApiError, InclusionJson, SharedLedger};
+use super::{AcceptedJson, ApiError, InclusionJson, Reader, SharedLedger};
 use crate::ledger::{Authorized, LedgerError, Outcome, Refusal};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
@@ -91,14 +91,14 @@ struct Job {
     /// Its place in the queue, given back when the sequencer takes it.
     _slot: OwnedSemaphorePermit,
     arrived: Instant,
-    reply: oneshot::Sender<Result<Vec<ItemResult>, ApiError>>,
+    reply: oneshot::Sender<Result<Sequenced, ApiError>>,
 }
 
 /// Where a job's answer goes once its entries went into a batch.
 struct Reply {
     len: usize,
     arrived: Instant,
-    reply: oneshot::Sender<Result<Vec<ItemResult>, ApiError>>,
+    reply: oneshot::Sender<Result<Sequenced, ApiError>>,
 }
 
 /// The handle handlers use to submit.
@@ -201,7 +201,7 @@ impl Slot {
     ///
     /// # Errors
     /// 503 with `Retry-After` when the node stops.
-    pub async fn submit(self, entries: Authorized) -> Result<Vec<ItemResult>, ApiError> {
+    pub async fn submit(self, entries: Authorized) -> Result<Sequenced, ApiError> {
         let Slot { sequencer, permit } = self;
         let n = entries.len() as u64;
         let (reply, rx) = oneshot::channel();
@@ -253,7 +253,13 @@ fn run(
                 last_append = Instant::now();
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                let mut l = ledger.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = l.save_checkpoint() {
+                    tracing::warn!(error = %e, "the last checkpoint was not stored; the next start signs it again");
+                }
+                return;
+            }
         };
         let mut jobs = vec![first];
         let mut count = jobs[0].entries.len();
@@ -338,71 +344,96 @@ fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
         .tree_size
         .store(batch.checkpoint.size(), Ordering::Relaxed);
     let size = batch.checkpoint.size();
-    let text = batch.checkpoint.note_text().to_string();
-    let l = ledger
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .reader_handle();
-    // Every proof of the batch at once: they share most of their hashes.
-    let indexes: Vec<u64> = batch
-        .outcomes
-        .iter()
-        .filter_map(|o| match o {
-            Outcome::Accepted { index, .. } | Outcome::Duplicate { index, .. } => Some(*index),
-            Outcome::Refused(_) => None,
-        })
-        .collect();
-    let (mut proofs, proof_failure) = match l.inclusion_proofs(&indexes, size) {
-        Ok(p) => (p.into_iter(), None),
-        Err(e) => (Vec::new().into_iter(), Some(e)),
-    };
+    let checkpoint: Arc<str> = batch.checkpoint.note_text().into();
     let mut outcomes = batch.outcomes.into_iter();
     for job in jobs {
-        let mut items = Vec::with_capacity(job.len);
-        let mut failure = proof_failure.clone();
-        for outcome in outcomes.by_ref().take(job.len) {
-            let (index, leaf_hash, duplicate) = match outcome {
-                Outcome::Accepted { index, leaf_hash } => {
-                    metrics.accepted.fetch_add(1, Ordering::Relaxed);
-                    (index, leaf_hash, false)
-                }
-                Outcome::Duplicate { index, leaf_hash } => {
-                    metrics.duplicates.fetch_add(1, Ordering::Relaxed);
-                    (index, leaf_hash, true)
-                }
+        let mine: Vec<Outcome> = outcomes.by_ref().take(job.len).collect();
+        for outcome in &mine {
+            match outcome {
+                Outcome::Accepted { .. } => metrics.accepted.fetch_add(1, Ordering::Relaxed),
+                Outcome::Duplicate { .. } => metrics.duplicates.fetch_add(1, Ordering::Relaxed),
                 Outcome::Refused(r) => {
                     metrics.refused(r.code());
-                    items.push(Err(r));
-                    continue;
+                    0
                 }
             };
-            match proofs.next() {
-                Some(hashes) => items.push(Ok(AcceptedJson {
-                    index,
-                    leaf_hash,
-                    duplicate,
-                    checkpoint: text.clone(),
-                    inclusion: InclusionJson {
-                        index,
-                        size,
-                        leaf_hash: Some(leaf_hash),
-                        hashes,
-                    },
-                })),
-                None => {
-                    failure.get_or_insert_with(|| {
-                        LedgerError::Corrupt("an inclusion proof is missing".into())
-                    });
-                }
-            }
         }
         metrics
             .submit_to_checkpoint
             .observe(job.arrived.elapsed().as_secs_f64());
-        let answer = match failure {
-            Some(e) => Err(ApiError::from(e)),
-            None => Ok(items),
-        };
-        let _ = job.reply.send(answer);
+        let _ = job.reply.send(Ok(Sequenced {
+            outcomes: mine,
+            checkpoint: checkpoint.clone(),
+            size,
+        }));
+    }
+}
+
+/// What the sequencer answers a request with: its events' outcomes, in
+/// order, and the published checkpoint that covers the accepted ones.
+/// The inclusion proofs are made by the request's own handler
+/// ([`Sequenced::answer`]), off the one thread that writes.
+pub struct Sequenced {
+    outcomes: Vec<Outcome>,
+    checkpoint: Arc<str>,
+    size: u64,
+}
+
+impl Sequenced {
+    /// Each event's answer: for an accepted (or already logged) event its
+    /// index, the checkpoint and its inclusion proof in that checkpoint's
+    /// tree; else why it was refused.
+    ///
+    /// # Errors
+    /// A storage error while reading the proofs' hashes (the events are
+    /// logged all the same).
+    pub fn answer(self, ledger: &Reader) -> Result<Vec<ItemResult>, ApiError> {
+        let indexes: Vec<u64> = self
+            .outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Accepted { index, .. } | Outcome::Duplicate { index, .. } => Some(*index),
+                Outcome::Refused(_) => None,
+            })
+            .collect();
+        // Every proof at once: they share most of their hashes.
+        let mut proofs = ledger.inclusion_proofs(&indexes, self.size)?.into_iter();
+        let mut items = Vec::with_capacity(self.outcomes.len());
+        for outcome in self.outcomes {
+            let (index, leaf_hash, duplicate) = match outcome {
+                Outcome::Accepted { index, leaf_hash } => (index, leaf_hash, false),
+                Outcome::Duplicate { index, leaf_hash } => (index, leaf_hash, true),
+                Outcome::Refused(r) => {
+                    items.push(Err(r));
+                    continue;
+                }
+            };
+            let hashes = proofs.next().ok_or_else(|| {
+                ApiError::from(LedgerError::Corrupt("an inclusion proof is missing".into()))
+            })?;
+            items.push(Ok(AcceptedJson {
+                index,
+                leaf_hash,
+                duplicate,
+                checkpoint: self.checkpoint.to_string(),
+                inclusion: InclusionJson {
+                    index,
+                    size: self.size,
+                    leaf_hash: Some(leaf_hash),
+                    hashes,
+                },
+            }));
+        }
+        Ok(items)
+    }
+
+    /// How many events the answer is about.
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// Whether it is about no event (never, for a request the sequencer took).
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
     }
 }
