@@ -265,7 +265,10 @@ fn every_commit_fault_is_survived_and_nothing_unacknowledged_is_claimed() {
             let mut l = Ledger::open(store, log_signer(), T0).unwrap();
             let mut before = l.checkpoint().clone();
             for n in 0..fail_at {
-                before = l.append_events(&[issue(20 + n as u32)], T0 + 1).unwrap().checkpoint;
+                before = l
+                    .append_events(&[issue(20 + n as u32)], T0 + 1)
+                    .unwrap()
+                    .checkpoint;
             }
             let err = l.append_events(&[issue(7)], T0 + 1).unwrap_err();
             assert!(
