@@ -434,6 +434,10 @@ struct Work<'a, S: Store> {
     dedup_stored: HashMap<[u8; DEDUP_KEY_LEN], Vec<u8>>,
     credentials: BTreeMap<CredentialId, Credential>,
     holders: BTreeMap<HolderTag, Option<CredentialId>>,
+    /// Stored holder records read by the rules, by key, as they were
+    /// before this batch: sealing merges the batch's changes into them
+    /// without reading them again.
+    holder_records: std::cell::RefCell<HashMap<[u8; HOLDER_KEY_LEN], Vec<LiveHolder>>>,
     registry: Arc<Registry>,
     registry_changed: bool,
 }
@@ -456,8 +460,16 @@ impl<S: Store> StateView for Work<'_, S> {
         if let Some(c) = self.holders.get(holder) {
             return Ok(*c);
         }
-        Ok(holder_record(self.store, &holder_key(holder))?
-            .into_iter()
+        let key = holder_key(holder);
+        let mut records = self.holder_records.borrow_mut();
+        let record = match records.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(holder_record(self.store, &key)?)
+            }
+        };
+        Ok(record
+            .iter()
             .find(|l| l.holder == *holder)
             .map(|l| l.credential))
     }
@@ -924,6 +936,7 @@ impl<S: Store> Ledger<S> {
             dedup_stored: HashMap::new(),
             credentials: BTreeMap::new(),
             holders: BTreeMap::new(),
+            holder_records: Default::default(),
             registry: self.registry.clone(),
             registry_changed: false,
         }
@@ -1370,14 +1383,24 @@ impl<S: Store> LedgerReader<S> {
                 limit: size,
             });
         }
-        let hashes = MemoHashes::new(&*self.store);
+        self.proofs_through(&MemoHashes::new(&*self.store), indexes, size)
+    }
+
+    /// [`LedgerReader::inclusion_proofs`] reading hashes through `hashes`
+    /// (which may hold some already), for indexes already checked.
+    fn proofs_through(
+        &self,
+        hashes: &MemoHashes<'_, S>,
+        indexes: &[u64],
+        size: u64,
+    ) -> Result<Vec<Vec<Hash>>, LedgerError> {
         // Never serve a proof that does not verify: check each against the
         // root (the signed one at the checkpoint's size).
         let root = self.root_at(size)?;
         indexes
             .iter()
             .map(|&index| {
-                let proof = merkle::inclusion_proof(index, size, &hashes)
+                let proof = merkle::inclusion_proof(index, size, hashes)
                     .map_err(corrupt("inclusion proof from stored hashes"))?;
                 let leaf = hashes
                     .read_hashes(&[merkle::stored_hash_index(0, index)])?
@@ -1614,10 +1637,37 @@ impl<S: Store> LedgerReader<S> {
     /// Entry `index` with its (verified) inclusion proof in the tree of
     /// `size`.
     fn logged_entry(&self, index: u64, size: u64) -> Result<LoggedEntry, LedgerError> {
+        self.check_published("size", size)?;
+        if index >= size {
+            return Err(LedgerError::OutOfRange {
+                what: "index",
+                value: index,
+                limit: size,
+            });
+        }
+        // The entry's pair, read and checked once: its bytes, and the
+        // leaf hashes the proof starts from.
+        let first = index / 2 * 2;
+        let pair = read_pair(&*self.store, index / 2)?;
+        let hashes = MemoHashes::new(&*self.store);
+        hashes.seen.borrow_mut().extend(
+            (first..)
+                .zip(&pair)
+                .map(|(i, (_, h))| (merkle::stored_hash_index(0, i), *h)),
+        );
+        let entry = pair
+            .into_iter()
+            .nth((index - first) as usize)
+            .ok_or_else(|| missing_entry(index))?
+            .0;
+        let inclusion = self
+            .proofs_through(&hashes, &[index], size)?
+            .pop()
+            .unwrap_or_default();
         Ok(LoggedEntry {
             index,
-            inclusion: self.inclusion_proof(index, size)?,
-            entry: self.read_entry(index)?,
+            inclusion,
+            entry,
         })
     }
 }
@@ -1688,8 +1738,13 @@ fn seal<S: Store>(
             .or_default()
             .push((*holder, live));
     }
+    let mut read = work.holder_records.take();
     for (key, changed) in by_key {
-        let record = merge_holders(holder_record(work.store, &key)?, &changed);
+        let stored = match read.remove(&key) {
+            Some(r) => r,
+            None => holder_record(work.store, &key)?,
+        };
+        let record = merge_holders(stored, &changed);
         if record.is_empty() {
             work.batch.delete(Space::Holder, key);
         } else {

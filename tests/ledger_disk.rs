@@ -208,6 +208,8 @@ struct Faulty {
     /// Reads of every space but the status map's pages.
     reads: AtomicUsize,
     page_reads: AtomicUsize,
+    /// Reads of holder records (counted in `reads` too).
+    holder_reads: AtomicUsize,
     failed: AtomicBool,
 }
 
@@ -218,6 +220,9 @@ impl ReadStore for Faulty {
             _ => &self.reads,
         }
         .fetch_add(1, Ordering::SeqCst);
+        if space == Space::Holder {
+            self.holder_reads.fetch_add(1, Ordering::SeqCst);
+        }
         self.inner.get(space, key)
     }
 }
@@ -244,6 +249,7 @@ fn faulty(inner: Arc<MemStore>, fail_at: usize, persist_anyway: bool) -> Faulty 
         persist_anyway,
         reads: AtomicUsize::new(0),
         page_reads: AtomicUsize::new(0),
+        holder_reads: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
     }
 }
@@ -838,4 +844,46 @@ fn dedup_records_are_checked_against_the_log() {
     // A malformed record is corruption, not "never seen".
     put(key(&b), vec![1, 2, 3]);
     assert_corrupt(l.append_events(&[b], T0 + 4), "not a list of u64s");
+}
+
+#[test]
+fn a_batch_reads_each_holder_record_once() {
+    let mem = Arc::new(MemStore::new());
+    {
+        let mut l = registered(mem.clone());
+        let first: Vec<Vec<u8>> = (1..=5).map(issue).collect();
+        l.append_events(&first, T0).unwrap();
+        l.save_checkpoint().unwrap();
+    }
+    let mut l = Ledger::open(faulty(mem, usize::MAX, false), log_signer(), T0).unwrap();
+    let before = l.store().holder_reads.load(Ordering::SeqCst);
+    // Five new holders (no record stored), and a replacement credential
+    // for each holder of the first batch (a record stored, rewritten).
+    let mut events: Vec<Vec<u8>> = (6..=10).map(issue).collect();
+    events.extend((1..=5).map(|n| {
+        signed(
+            Action::Issue {
+                not_before_ms: T0,
+                not_after_ms: T0 + FIVE_YEARS_MS,
+                replaces: Some(credential(n)),
+            },
+            credential(100 + n),
+            holder(n),
+            T0 + 1,
+        )
+    }));
+    let r = l.append_events(&events, T0 + 1).unwrap();
+    for o in &r.outcomes {
+        accepted(o);
+    }
+    // The rules read each record; sealing merges into what they read.
+    assert_eq!(l.store().holder_reads.load(Ordering::SeqCst) - before, 10);
+    let holder_of = |n| {
+        l.store()
+            .get(Space::Holder, &holder_key(&holder(n)))
+            .unwrap()
+            .map(|v| v.len())
+    };
+    assert_eq!(holder_of(1), Some(8));
+    assert_eq!(holder_of(6), Some(8));
 }
