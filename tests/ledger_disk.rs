@@ -887,3 +887,36 @@ fn a_batch_reads_each_holder_record_once() {
     assert_eq!(holder_of(1), Some(8));
     assert_eq!(holder_of(6), Some(8));
 }
+
+#[test]
+fn a_status_proof_reads_its_event_once() {
+    let mem = Arc::new(MemStore::new());
+    {
+        let mut l = registered(mem.clone());
+        let evs: Vec<Vec<u8>> = (1..=20).map(issue).collect();
+        l.append_events(&evs, T0).unwrap();
+        l.save_checkpoint().unwrap();
+    }
+    let l = Ledger::open(faulty(mem, usize::MAX, false), log_signer(), T0).unwrap();
+    // The first proof also makes the head record's (kept for the next).
+    l.status_proof(&credential(1)).unwrap();
+    let before = l.store().reads.load(Ordering::SeqCst);
+    let proof = l.status_proof(&credential(7)).unwrap();
+    let reads = l.store().reads.load(Ordering::SeqCst) - before;
+    let event = proof.event.as_ref().unwrap();
+    assert_eq!(event.entry, issue(7));
+    // The event's pair (two entries and the hash above them), then one
+    // stored hash for each of the proof's hashes above the pair (10 reads
+    // when the pair was read twice).
+    let size = proof_size(&proof);
+    let above_pair = event.inclusion.len() as u64 - 1;
+    assert_eq!(reads as u64, 3 + above_pair, "size {size}");
+}
+
+fn proof_size(p: &revledger::status::StatusProof) -> u64 {
+    revledger::checkpoint::Checkpoint::parse_body(
+        &(p.checkpoint.split("\n\n").next().unwrap().to_string() + "\n"),
+    )
+    .unwrap()
+    .size()
+}
