@@ -15,7 +15,8 @@ TAG=${2:-run}
 N=${3:-200000}
 PORT=${PORT:-18111}
 D=$(mktemp -d "/tmp/revledger-submit-$TAG.XXXX")
-"$BIN" serve --data "$D/node" --listen "127.0.0.1:$PORT" > "$D/serve.log" 2>&1 &
+# shellcheck disable=SC2086 # SERVE_ARGS: extra flags for `serve`, split on spaces
+"$BIN" serve --data "$D/node" --listen "127.0.0.1:$PORT" ${SERVE_ARGS:-} > "$D/serve.log" 2>&1 &
 SP=$!
 trap 'kill $SP 2>/dev/null || true; wait $SP 2>/dev/null || true; rm -rf "$D"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/checkpoint" > /dev/null && break; sleep 0.1; done
