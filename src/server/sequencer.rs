@@ -3,8 +3,9 @@
 //! Submissions wait in a bounded queue. The sequencer takes the first one,
 //! collects whatever else arrives within the batch interval (or is already
 //! waiting) up to the batch limit, sequences them all as one ledger batch
-//! (one fsync, one signature), and answers each submitter with its events'
-//! indexes, the checkpoint and inclusion proofs. While one batch is being
+//! (one commit, one signature), and answers each submitter with its events'
+//! outcomes and the checkpoint; each submitter's handler then makes its
+//! inclusion proofs ([`Sequenced::answer`]). While one batch is being
 //! made durable, the next one fills: throughput grows with load without
 //! adding latency when idle.
 
