@@ -389,6 +389,18 @@ impl<'a, S: ReadStore + ?Sized> MemoHashes<'a, S> {
             seen: std::cell::RefCell::default(),
         }
     }
+
+    /// [`MemoHashes::new`], knowing already the leaf hashes of `leaves`,
+    /// the entries from index `first` on (as [`read_pairs`] returns them).
+    fn knowing(store: &'a S, first: u64, leaves: &[LoggedLeaf]) -> Self {
+        let memo = MemoHashes::new(store);
+        memo.seen.borrow_mut().extend(
+            (first..)
+                .zip(leaves)
+                .map(|(i, (_, h))| (merkle::stored_hash_index(0, i), *h)),
+        );
+        memo
+    }
 }
 
 impl<S: ReadStore + ?Sized> HashReader for MemoHashes<'_, S> {
@@ -1375,15 +1387,21 @@ impl<S: Store> LedgerReader<S> {
         indexes: &[u64],
         size: u64,
     ) -> Result<Vec<Vec<Hash>>, LedgerError> {
+        self.check_proof_range(indexes, size)?;
+        self.proofs_through(&MemoHashes::new(&*self.store), indexes, size)
+    }
+
+    /// `size` is at most the checkpoint's, and every index is below it.
+    fn check_proof_range(&self, indexes: &[u64], size: u64) -> Result<(), LedgerError> {
         self.check_published("size", size)?;
-        if let Some(&index) = indexes.iter().find(|&&i| i >= size) {
-            return Err(LedgerError::OutOfRange {
+        match indexes.iter().find(|&&i| i >= size) {
+            Some(&index) => Err(LedgerError::OutOfRange {
                 what: "index",
                 value: index,
                 limit: size,
-            });
+            }),
+            None => Ok(()),
         }
-        self.proofs_through(&MemoHashes::new(&*self.store), indexes, size)
     }
 
     /// [`LedgerReader::inclusion_proofs`] reading hashes through `hashes`
@@ -1637,24 +1655,12 @@ impl<S: Store> LedgerReader<S> {
     /// Entry `index` with its (verified) inclusion proof in the tree of
     /// `size`.
     fn logged_entry(&self, index: u64, size: u64) -> Result<LoggedEntry, LedgerError> {
-        self.check_published("size", size)?;
-        if index >= size {
-            return Err(LedgerError::OutOfRange {
-                what: "index",
-                value: index,
-                limit: size,
-            });
-        }
+        self.check_proof_range(&[index], size)?;
         // The entry's pair, read and checked once: its bytes, and the
         // leaf hashes the proof starts from.
         let first = index / 2 * 2;
         let pair = read_pair(&*self.store, index / 2)?;
-        let hashes = MemoHashes::new(&*self.store);
-        hashes.seen.borrow_mut().extend(
-            (first..)
-                .zip(&pair)
-                .map(|(i, (_, h))| (merkle::stored_hash_index(0, i), *h)),
-        );
+        let hashes = MemoHashes::knowing(&*self.store, first, &pair);
         let entry = pair
             .into_iter()
             .nth((index - first) as usize)

@@ -846,16 +846,21 @@ fn dedup_records_are_checked_against_the_log() {
     assert_corrupt(l.append_events(&[b], T0 + 4), "not a list of u64s");
 }
 
+/// A ledger that has logged issues 1 ..= `n` in one batch and stopped
+/// cleanly, reopened over a store that counts its reads.
+fn counting_reads_after_issues(n: u32) -> Ledger<Faulty> {
+    let mem = Arc::new(MemStore::new());
+    let mut l = registered(mem.clone());
+    let events: Vec<Vec<u8>> = (1..=n).map(issue).collect();
+    l.append_events(&events, T0).unwrap();
+    l.save_checkpoint().unwrap();
+    drop(l);
+    Ledger::open(faulty(mem, usize::MAX, false), log_signer(), T0).unwrap()
+}
+
 #[test]
 fn a_batch_reads_each_holder_record_once() {
-    let mem = Arc::new(MemStore::new());
-    {
-        let mut l = registered(mem.clone());
-        let first: Vec<Vec<u8>> = (1..=5).map(issue).collect();
-        l.append_events(&first, T0).unwrap();
-        l.save_checkpoint().unwrap();
-    }
-    let mut l = Ledger::open(faulty(mem, usize::MAX, false), log_signer(), T0).unwrap();
+    let mut l = counting_reads_after_issues(5);
     let before = l.store().holder_reads.load(Ordering::SeqCst);
     // Five new holders (no record stored), and a replacement credential
     // for each holder of the first batch (a record stored, rewritten).
@@ -890,14 +895,7 @@ fn a_batch_reads_each_holder_record_once() {
 
 #[test]
 fn a_status_proof_reads_its_event_once() {
-    let mem = Arc::new(MemStore::new());
-    {
-        let mut l = registered(mem.clone());
-        let evs: Vec<Vec<u8>> = (1..=20).map(issue).collect();
-        l.append_events(&evs, T0).unwrap();
-        l.save_checkpoint().unwrap();
-    }
-    let l = Ledger::open(faulty(mem, usize::MAX, false), log_signer(), T0).unwrap();
+    let l = counting_reads_after_issues(20);
     // The first proof also makes the head record's (kept for the next).
     l.status_proof(&credential(1)).unwrap();
     let before = l.store().reads.load(Ordering::SeqCst);

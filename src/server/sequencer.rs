@@ -351,13 +351,14 @@ fn sequence(ledger: &SharedLedger, metrics: &Metrics, jobs: Vec<Job>) {
         let mine: Vec<Outcome> = outcomes.by_ref().take(job.len).collect();
         for outcome in &mine {
             match outcome {
-                Outcome::Accepted { .. } => metrics.accepted.fetch_add(1, Ordering::Relaxed),
-                Outcome::Duplicate { .. } => metrics.duplicates.fetch_add(1, Ordering::Relaxed),
-                Outcome::Refused(r) => {
-                    metrics.refused(r.code());
-                    0
+                Outcome::Accepted { .. } => {
+                    metrics.accepted.fetch_add(1, Ordering::Relaxed);
                 }
-            };
+                Outcome::Duplicate { .. } => {
+                    metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::Refused(r) => metrics.refused(r.code()),
+            }
         }
         metrics
             .submit_to_checkpoint
