@@ -11,10 +11,12 @@
 //!   `ed25519_dalek::SigningKey::sign` of the same body bytes; `Event::sign`
 //!   (the issuer side) vs raw sign of the same signing message.
 //! - `crypto/verify`: the event admission path, `SignedEvent::decode` +
-//!   `SignedEvent::verify` (`verify_strict` over the domain-separated
-//!   message, from the entry bytes), and `ledger::authorize` (registry
-//!   lookup + the same check), vs raw `VerifyingKey::verify_strict` (and,
-//!   for reference, the non-strict `verify`) of the same message;
+//!   `SignedEvent::verify` (`strict::StrictKey`, `verify_strict`'s rule,
+//!   over the domain-separated message, from the entry bytes),
+//!   `ledger::authorize` (registry lookup + the same check) and
+//!   `StrictKey::verify` of the raw message, vs raw
+//!   `VerifyingKey::verify_strict` (and, for reference, the non-strict
+//!   `verify`) of the same message;
 //!   `checkpoint::verify_checkpoint` (parse the note, `verify_strict`,
 //!   parse the body) vs raw `verify_strict` of the body.
 
@@ -27,6 +29,7 @@ use revledger::entry::{CredentialId, Event, HolderTag, KindSet, SignedEvent};
 use revledger::hash::{self, Hash};
 use revledger::ledger::{self, Submitter};
 use revledger::note::{KeyName, NoteSigner};
+use revledger::strict::StrictKey;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -159,8 +162,9 @@ fn bench_verify(c: &mut Criterion, rng: &mut ChaCha8Rng) {
             )
         })
         .collect();
+    let strict = StrictKey::new(&vkey);
     for (e, (m, s)) in events.iter().zip(&raw) {
-        e.verify(&vkey).unwrap();
+        e.verify(&strict).unwrap();
         vkey.verify_strict(m, s).unwrap();
         ledger::authorize(&registry, e).unwrap();
     }
@@ -175,7 +179,7 @@ fn bench_verify(c: &mut Criterion, rng: &mut ChaCha8Rng) {
             b.iter(|| {
                 let e = SignedEvent::decode(&entries[at]).unwrap();
                 at = (at + 1) % entries.len();
-                e.verify(&vkey).unwrap()
+                e.verify(&strict).unwrap()
             })
         },
     );
@@ -184,7 +188,7 @@ fn bench_verify(c: &mut Criterion, rng: &mut ChaCha8Rng) {
         b.iter(|| {
             let e = &events[at];
             at = (at + 1) % events.len();
-            e.verify(&vkey).unwrap()
+            e.verify(&strict).unwrap()
         })
     });
     g.bench_function(BenchmarkId::new("ours-ledger_authorize", msg_len), |b| {
@@ -206,6 +210,14 @@ fn bench_verify(c: &mut Criterion, rng: &mut ChaCha8Rng) {
             })
         },
     );
+    g.bench_function(BenchmarkId::new("ours-strict_key_verify", msg_len), |b| {
+        let mut at = 0;
+        b.iter(|| {
+            let (m, s) = &raw[at];
+            at = (at + 1) % raw.len();
+            assert!(strict.verify(&[m], &s.to_bytes()))
+        })
+    });
     g.bench_function(BenchmarkId::new("ed25519-dalek-verify", msg_len), |b| {
         let mut at = 0;
         b.iter(|| {

@@ -577,7 +577,7 @@ impl<'a, S: Store> Replay<'a, S> {
             Entry::Registry(rc) => {
                 report.registry_changes += 1;
                 self.registry_version += 1;
-                rc.verify(self.log_key.key())
+                rc.verify(self.log_key.strict())
                     .map_err(|_| Misbehaviour::BadRegistrySignature { index })?;
                 let change = &rc.change;
                 let name =

@@ -11,7 +11,8 @@
 //! decides what is accepted (see `rules` and `ledger`).
 
 use crate::hash::{leaf_hash, Hash};
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use crate::strict::StrictKey;
+use ed25519_dalek::{Signer as _, SigningKey};
 use std::fmt;
 
 /// Largest encoded entry accepted anywhere (DESIGN §2).
@@ -559,10 +560,11 @@ impl SignedEvent {
     ///
     /// # Errors
     /// [`EntryError::BadSignature`].
-    pub fn verify(&self, key: &VerifyingKey) -> Result<(), EntryError> {
-        let sig = Signature::from_bytes(&self.signature);
-        key.verify_strict(&self.event.signing_message(), &sig)
-            .map_err(|_| EntryError::BadSignature)
+    pub fn verify(&self, key: &StrictKey) -> Result<(), EntryError> {
+        let unsigned = self.event.encode_unsigned();
+        key.verify(&[EVENT_SIGNATURE_DOMAIN, &unsigned], &self.signature)
+            .then_some(())
+            .ok_or(EntryError::BadSignature)
     }
 }
 
@@ -648,11 +650,12 @@ impl SignedRegistryChange {
     ///
     /// # Errors
     /// [`EntryError::BadSignature`].
-    pub fn verify(&self, log_key: &VerifyingKey) -> Result<(), EntryError> {
-        let sig = Signature::from_bytes(&self.signature);
+    pub fn verify(&self, log_key: &StrictKey) -> Result<(), EntryError> {
+        let unsigned = self.change.encode_unsigned();
         log_key
-            .verify_strict(&self.change.signing_message(), &sig)
-            .map_err(|_| EntryError::BadSignature)
+            .verify(&[REGISTRY_SIGNATURE_DOMAIN, &unsigned], &self.signature)
+            .then_some(())
+            .ok_or(EntryError::BadSignature)
     }
 }
 
@@ -798,7 +801,8 @@ pub(crate) mod tests {
         assert_eq!(hex::encode(vector_head().encode()), VECTOR_HEAD_HEX);
         let decoded = Entry::decode(&hex::decode(VECTOR_EVENT_HEX).unwrap()).unwrap();
         assert_eq!(decoded, Entry::Event(e));
-        e.verify(&issuer_key().verifying_key()).unwrap();
+        e.verify(&StrictKey::new(&issuer_key().verifying_key()))
+            .unwrap();
     }
 
     #[test]
@@ -823,7 +827,7 @@ pub(crate) mod tests {
             signature: key.sign(&ev.encode_unsigned()).to_bytes(),
         };
         assert_eq!(
-            bare.verify(&key.verifying_key()),
+            bare.verify(&StrictKey::new(&key.verifying_key())),
             Err(EntryError::BadSignature)
         );
         // A signature of a different event does not transfer.
@@ -834,7 +838,7 @@ pub(crate) mod tests {
             signature: ev.sign(&key).signature,
         };
         assert_eq!(
-            moved.verify(&key.verifying_key()),
+            moved.verify(&StrictKey::new(&key.verifying_key())),
             Err(EntryError::BadSignature)
         );
         // Non-canonical S (S + L) is refused by verify_strict.
@@ -850,7 +854,7 @@ pub(crate) mod tests {
             carry = v >> 8;
         }
         assert_eq!(
-            s.verify(&key.verifying_key()),
+            s.verify(&StrictKey::new(&key.verifying_key())),
             Err(EntryError::BadSignature)
         );
     }
@@ -932,7 +936,7 @@ pub(crate) mod tests {
         let s = c.clone().sign(&log).unwrap();
         let b = s.encode();
         assert_eq!(Entry::decode(&b), Ok(Entry::Registry(s.clone())));
-        s.verify(&log.verifying_key()).unwrap();
+        s.verify(&StrictKey::new(&log.verifying_key())).unwrap();
         let bad = RegistryChange {
             name: "a b".into(),
             ..c.clone()

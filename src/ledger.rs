@@ -1966,7 +1966,7 @@ pub fn authorize(registry: &BTreeMap<u32, Submitter>, event: &SignedEvent) -> Re
         });
     }
     event
-        .verify(submitter.key.key())
+        .verify(submitter.key.strict())
         .map_err(|_| Refusal::BadSignature)
 }
 

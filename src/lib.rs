@@ -18,4 +18,5 @@ pub mod server;
 pub mod smt;
 pub mod status;
 pub mod store;
+pub mod strict;
 pub mod tile;

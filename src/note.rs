@@ -14,6 +14,7 @@
 //!
 //! [c2sp.org/signed-note]: https://c2sp.org/signed-note
 
+use crate::strict::StrictKey;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
@@ -357,6 +358,7 @@ pub struct NoteVerifier {
     name: KeyName,
     id: u32,
     key: VerifyingKey,
+    strict: StrictKey,
 }
 
 impl NoteVerifier {
@@ -370,7 +372,13 @@ impl NoteVerifier {
             return Err(NoteError::WeakPublicKey);
         }
         let id = key_id(&name, &key);
-        Ok(NoteVerifier { name, id, key })
+        let strict = StrictKey::new(&key);
+        Ok(NoteVerifier {
+            name,
+            id,
+            key,
+            strict,
+        })
     }
 
     /// Parses a verifier key `<name>+<8 hex id>+<base64(0x01 ‖ public key)>`
@@ -420,12 +428,17 @@ impl NoteVerifier {
         &self.key
     }
 
+    /// The public key, prepared for strict verification.
+    pub fn strict(&self) -> &StrictKey {
+        &self.strict
+    }
+
     /// Whether `sig` is a valid Ed25519 signature of `msg` (RFC 8032 with the
     /// strict checks of `ed25519_dalek::VerifyingKey::verify_strict`). `sig`
     /// is the signature alone, without the key ID.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        match ed25519_dalek::Signature::from_slice(sig) {
-            Ok(sig) => self.key.verify_strict(msg, &sig).is_ok(),
+        match <&[u8; 64]>::try_from(sig) {
+            Ok(sig) => self.strict.verify(&[msg], sig),
             Err(_) => false,
         }
     }
@@ -524,10 +537,12 @@ impl NoteSigner {
 
     /// The matching verifier.
     pub fn verifier(&self) -> NoteVerifier {
+        let key = self.key.verifying_key();
         NoteVerifier {
             name: self.name.clone(),
             id: self.id,
-            key: self.key.verifying_key(),
+            key,
+            strict: StrictKey::new(&key),
         }
     }
 

@@ -455,12 +455,16 @@ fn documented_status_proof_verifies_as_documented() {
         Entry::Event(e) => e,
         other => panic!("{other:?}"),
     };
-    event.verify(&issuer_key().verifying_key()).unwrap();
+    event
+        .verify(&revledger::strict::StrictKey::new(
+            &issuer_key().verifying_key(),
+        ))
+        .unwrap();
     let reg = fenced(&doc["registry"]);
     let reg_hex = reg.lines().nth(1).unwrap().split_whitespace().nth(1);
     match Entry::decode(&hex::decode(reg_hex.unwrap()).unwrap()).unwrap() {
         Entry::Registry(r) => {
-            r.verify(log.key()).unwrap();
+            r.verify(log.strict()).unwrap();
             assert_eq!(r.change.name, "issuer.example");
             assert_eq!(r.change.kinds, KindSet::ALL);
         }

@@ -460,7 +460,7 @@ fn first_start_creates_keys_and_prints_paths() {
                 submitter.verifier().key().to_bytes(),
                 "the registered key is submitter.key's"
             );
-            r.verify(vkey.key())
+            r.verify(vkey.strict())
                 .expect("registry change signed by the log key");
         }
         other => panic!("entry 1 is not a registry change: {other:?}"),
