@@ -357,8 +357,8 @@ fn encode_key_text(name: &KeyName, id: u32, material: &[u8; 32]) -> String {
 pub struct NoteVerifier {
     name: KeyName,
     id: u32,
-    key: VerifyingKey,
-    strict: StrictKey,
+    /// The public key, prepared for strict verification.
+    key: StrictKey,
 }
 
 impl NoteVerifier {
@@ -372,12 +372,10 @@ impl NoteVerifier {
             return Err(NoteError::WeakPublicKey);
         }
         let id = key_id(&name, &key);
-        let strict = StrictKey::new(&key);
         Ok(NoteVerifier {
             name,
             id,
-            key,
-            strict,
+            key: StrictKey::new(&key),
         })
     }
 
@@ -410,7 +408,7 @@ impl NoteVerifier {
 
     /// The verifier key text, the inverse of [`NoteVerifier::parse_vkey`].
     pub fn to_vkey_string(&self) -> String {
-        encode_key_text(&self.name, self.id, self.key.as_bytes())
+        encode_key_text(&self.name, self.id, self.key.key().as_bytes())
     }
 
     /// The key name.
@@ -425,12 +423,12 @@ impl NoteVerifier {
 
     /// The public key.
     pub fn key(&self) -> &VerifyingKey {
-        &self.key
+        self.key.key()
     }
 
     /// The public key, prepared for strict verification.
     pub fn strict(&self) -> &StrictKey {
-        &self.strict
+        &self.key
     }
 
     /// Whether `sig` is a valid Ed25519 signature of `msg` (RFC 8032 with the
@@ -438,7 +436,7 @@ impl NoteVerifier {
     /// is the signature alone, without the key ID.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
         match <&[u8; 64]>::try_from(sig) {
-            Ok(sig) => self.strict.verify(&[msg], sig),
+            Ok(sig) => self.key.verify(&[msg], sig),
             Err(_) => false,
         }
     }
@@ -537,12 +535,10 @@ impl NoteSigner {
 
     /// The matching verifier.
     pub fn verifier(&self) -> NoteVerifier {
-        let key = self.key.verifying_key();
         NoteVerifier {
             name: self.name.clone(),
             id: self.id,
-            key,
-            strict: StrictKey::new(&key),
+            key: StrictKey::new(&self.key.verifying_key()),
         }
     }
 

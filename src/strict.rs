@@ -19,7 +19,8 @@
 //! random linear combination cannot tell a signature whose R carries a
 //! small-order component (refused here) from a valid one with probability
 //! better than 1/2, and such signatures can be made from any valid one.
-//! `tests` below compares the two on such signatures.
+//! `tests` below checks this rule against `verify_strict` on such
+//! signatures, among others.
 
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
@@ -29,14 +30,14 @@ use sha2::{Digest, Sha512};
 /// A public key prepared for strict verification.
 #[derive(Clone, Copy, Debug)]
 pub struct StrictKey {
-    bytes: [u8; 32],
+    key: VerifyingKey,
     /// `-A`, or `None` when the key has small order (nothing verifies).
     minus_a: Option<EdwardsPoint>,
 }
 
 impl PartialEq for StrictKey {
     fn eq(&self, o: &Self) -> bool {
-        self.bytes == o.bytes
+        self.key == o.key
     }
 }
 
@@ -46,19 +47,18 @@ impl StrictKey {
     /// Prepares `key`. A small-order key is kept, and verifies nothing, as
     /// with `verify_strict`.
     pub fn new(key: &VerifyingKey) -> StrictKey {
-        let bytes = key.to_bytes();
         // A `VerifyingKey` was made by decoding these very bytes, so this
         // decoding succeeds; should it not, the key verifies nothing.
-        let minus_a = CompressedEdwardsY(bytes)
+        let minus_a = CompressedEdwardsY(key.to_bytes())
             .decompress()
             .filter(|a| !a.is_small_order())
             .map(|a| -a);
-        StrictKey { bytes, minus_a }
+        StrictKey { key: *key, minus_a }
     }
 
-    /// The key's 32 bytes, as given.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.bytes
+    /// The public key.
+    pub fn key(&self) -> &VerifyingKey {
+        &self.key
     }
 
     /// Whether `sig` is a strictly valid signature by this key of the
@@ -77,7 +77,7 @@ impl StrictKey {
         };
         let mut h = Sha512::new();
         h.update(r);
-        h.update(self.bytes);
+        h.update(self.key.as_bytes());
         for p in parts {
             h.update(p);
         }
