@@ -19,6 +19,11 @@
 //!   `verify`) of the same message;
 //!   `checkpoint::verify_checkpoint` (parse the note, `verify_strict`,
 //!   parse the body) vs raw `verify_strict` of the body.
+//! - `crypto/verify_list`: a list of N event entries (1, 50 as in a
+//!   request, 256 as in an entry bundle) checked by `ledger::authorize_each`
+//!   (one field inversion for the whole list: `strict::decide_all`) vs the
+//!   same entries decoded and `ledger::authorize`d one by one. IDs are
+//!   `<impl>/<N>`; the rate is per entry.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -252,6 +257,32 @@ fn bench_verify(c: &mut Criterion, rng: &mut ChaCha8Rng) {
             })
         },
     );
+    g.finish();
+
+    // Lists: the node's requests and the auditor's bundles. 256 distinct
+    // events, so that no list repeats one.
+    let entries: Vec<Vec<u8>> = (0..256)
+        .map(|_| event(rng, &issuer).sign(issuer.signing_key()).encode())
+        .collect();
+    let mut g = configure(c, "crypto/verify_list");
+    for n in [1usize, 50, 256] {
+        let list = &entries[..n];
+        assert!(ledger::authorize_each(&registry, list)
+            .iter()
+            .all(Result::is_ok));
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("ours-authorize_each", n), |b| {
+            b.iter(|| ledger::authorize_each(&registry, black_box(list)))
+        });
+        g.bench_function(BenchmarkId::new("ours-authorize_one_by_one", n), |b| {
+            b.iter(|| {
+                for raw in black_box(list) {
+                    let e = SignedEvent::decode(raw).unwrap();
+                    ledger::authorize(&registry, &e).unwrap();
+                }
+            })
+        });
+    }
     g.finish();
 }
 

@@ -11,7 +11,7 @@
 //! decides what is accepted (see `rules` and `ledger`).
 
 use crate::hash::{leaf_hash, Hash};
-use crate::strict::StrictKey;
+use crate::strict::{Pending, StrictKey};
 use ed25519_dalek::{Signer as _, SigningKey};
 use std::fmt;
 
@@ -561,10 +561,18 @@ impl SignedEvent {
     /// # Errors
     /// [`EntryError::BadSignature`].
     pub fn verify(&self, key: &StrictKey) -> Result<(), EntryError> {
-        let unsigned = self.event.encode_unsigned();
-        key.verify(&[EVENT_SIGNATURE_DOMAIN, &unsigned], &self.signature)
+        self.pending(key)
+            .is_some_and(|p| p.decide())
             .then_some(())
             .ok_or(EntryError::BadSignature)
+    }
+
+    /// [`SignedEvent::verify`] but for its last step, which
+    /// [`crate::strict::decide_all`] takes for many signatures at once;
+    /// `None` when the signature is refused already.
+    pub fn pending(&self, key: &StrictKey) -> Option<Pending> {
+        let unsigned = self.event.encode_unsigned();
+        key.pending(&[EVENT_SIGNATURE_DOMAIN, &unsigned], &self.signature)
     }
 }
 

@@ -30,6 +30,7 @@ use crate::rules::{self, ApplyError, Credential, RuleError, StateView, StatusRec
 use crate::smt;
 use crate::status::{LoggedEntry, StatusProof};
 use crate::store::{Batch, ReadStore, Space, Store, StoreError};
+use crate::strict;
 use crate::tile::{self, TileError, TileKind, TilePath};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -1295,7 +1296,7 @@ impl<S: Store> LedgerReader<S> {
     /// The writer takes the result in [`Ledger::append_authorized`].
     pub fn authorize(&self, entries: Vec<Vec<u8>>) -> Authorized {
         let registry = self.published().registry.clone();
-        let checks = entries.iter().map(|e| check_entry(&registry, e)).collect();
+        let checks = authorize_each(&registry, &entries);
         Authorized {
             entries,
             checks,
@@ -1851,24 +1852,30 @@ impl<S: ReadStore + ?Sized> crate::audit::LogSource for StoredLog<'_, S> {
     }
 }
 
-/// [`authorize`] for an event entry; anything else is refused later, by
-/// admission.
-fn check_entry(registry: &Registry, raw: &[u8]) -> Result<(), Refusal> {
-    match Entry::decode(raw) {
-        Ok(Entry::Event(e)) => authorize(registry, &e),
-        _ => Ok(()),
-    }
-}
-
-/// [`authorize_all`] on the calling thread only.
-pub(crate) fn authorize_each<E: AsRef<[u8]>>(
+/// [`authorize_all`] on the calling thread only: [`authorize`] for each
+/// entry that decodes as an event (anything else is refused later, by
+/// admission), with the signatures' last step taken for all of them at
+/// once ([`strict::decide_all`]).
+pub fn authorize_each<E: AsRef<[u8]>>(
     registry: &Registry,
     entries: &[E],
 ) -> Vec<Result<(), Refusal>> {
-    entries
-        .iter()
-        .map(|raw| check_entry(registry, raw.as_ref()))
-        .collect()
+    let mut checks = Vec::with_capacity(entries.len());
+    // (entry, its signature's last step)
+    let mut pending = Vec::with_capacity(entries.len());
+    for (i, raw) in entries.iter().enumerate() {
+        checks.push(match Entry::decode(raw.as_ref()) {
+            Ok(Entry::Event(e)) => authorize_pending(registry, &e).map(|p| pending.push((i, p))),
+            _ => Ok(()),
+        });
+    }
+    let points: Vec<strict::Pending> = pending.iter().map(|(_, p)| *p).collect();
+    for ((i, _), valid) in pending.iter().zip(strict::decide_all(&points)) {
+        if !valid {
+            checks[*i] = Err(Refusal::BadSignature);
+        }
+    }
+    checks
 }
 
 /// [`authorize`] for every entry that decodes as an event (others are
@@ -1956,6 +1963,17 @@ fn admit<S: Store>(
 /// # Errors
 /// The [`Refusal`] saying which check failed.
 pub fn authorize(registry: &BTreeMap<u32, Submitter>, event: &SignedEvent) -> Result<(), Refusal> {
+    authorize_pending(registry, event)?
+        .decide()
+        .then_some(())
+        .ok_or(Refusal::BadSignature)
+}
+
+/// [`authorize`] but for the signature's last step.
+fn authorize_pending(
+    registry: &BTreeMap<u32, Submitter>,
+    event: &SignedEvent,
+) -> Result<strict::Pending, Refusal> {
     let id = event.event.issuer_key_id;
     let submitter = registry.get(&id).ok_or(Refusal::UnknownIssuer(id))?;
     let kind: EventKind = event.event.action.kind();
@@ -1966,8 +1984,8 @@ pub fn authorize(registry: &BTreeMap<u32, Submitter>, event: &SignedEvent) -> Re
         });
     }
     event
-        .verify(submitter.key.strict())
-        .map_err(|_| Refusal::BadSignature)
+        .pending(submitter.key.strict())
+        .ok_or(Refusal::BadSignature)
 }
 
 fn registry_change(op: RegistryOp, kinds: KindSet, s: &Submitter, now_ms: u64) -> RegistryChange {
@@ -2020,6 +2038,86 @@ pub(crate) fn decode_registry(b: &[u8]) -> Result<Registry, LedgerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::{Event, KindSet};
+    use crate::note::KeyName;
+
+    /// A list is decided entry by entry, as [`authorize`] decides each
+    /// alone: one bad signature refuses only its own entry, whichever
+    /// check refuses it.
+    #[test]
+    fn a_list_is_authorized_entry_by_entry() {
+        let issuer = NoteSigner::from_seed(KeyName::new("issuer.example").unwrap(), [2; 32]);
+        let stranger = NoteSigner::from_seed(KeyName::new("stranger.example").unwrap(), [3; 32]);
+        let registry: Registry = [(
+            issuer.id(),
+            Submitter {
+                key: issuer.verifier(),
+                kinds: KindSet::ALL,
+            },
+        )]
+        .into_iter()
+        .collect();
+        let event = |n: u8, by: &NoteSigner| {
+            Event::issue(
+                CredentialId([n; 32]),
+                HolderTag([n; 32]),
+                by.id(),
+                1_000,
+                86_400_000,
+            )
+            .sign(by.signing_key())
+            .encode()
+        };
+        let flip = |mut e: Vec<u8>, from_end: usize| {
+            let n = e.len();
+            e[n - from_end] ^= 0x01;
+            e
+        };
+        let head = HeadRecord {
+            time_ms: 5,
+            map_root: Hash([7; 32]),
+        }
+        .encode();
+        let list = vec![
+            event(1, &issuer),
+            flip(event(2, &issuer), 40), // R
+            event(3, &issuer),
+            flip(event(4, &issuer), 10), // S
+            event(5, &stranger),
+            head,
+            vec![0xff, 0x00],
+            {
+                // A byte of the credential id: the signed body.
+                let mut e = event(6, &issuer);
+                e[5] ^= 0x80;
+                e
+            },
+            event(7, &issuer),
+        ];
+        let bad = Err(Refusal::BadSignature);
+        let want = vec![
+            Ok(()),
+            bad.clone(),
+            Ok(()),
+            bad.clone(),
+            Err(Refusal::UnknownIssuer(stranger.id())),
+            Ok(()),
+            Ok(()),
+            bad,
+            Ok(()),
+        ];
+        assert_eq!(authorize_each(&registry, &list), want);
+        let alone: Vec<_> = list
+            .iter()
+            .map(|raw| match Entry::decode(raw) {
+                Ok(Entry::Event(e)) => authorize(&registry, &e),
+                _ => Ok(()),
+            })
+            .collect();
+        assert_eq!(alone, want);
+        // Nothing to decide, nothing refused.
+        assert_eq!(authorize_each::<Vec<u8>>(&registry, &[]), vec![]);
+    }
 
     fn live(index: u64, holder: u8) -> LiveHolder {
         LiveHolder {

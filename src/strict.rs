@@ -14,16 +14,21 @@
 //!   so R is that point and its order is tested on it (three doublings).
 //!   When the encodings differ, both refuse. A non-canonical encoding of R
 //!   never equals a computed encoding, so both refuse it too.
+//! - Compressing `[S]B - [k]A` costs a field inversion. [`decide_all`]
+//!   decides a whole list of signatures (an entry bundle, a request's
+//!   events) with one inversion for all of them (Montgomery's trick), and
+//!   then compares each encoding as [`StrictKey::verify`] does: the
+//!   decision for each signature is the same, only cheaper.
 //!
-//! Batch verification would be cheaper still, but it is not this rule: a
-//! random linear combination cannot tell a signature whose R carries a
-//! small-order component (refused here) from a valid one with probability
-//! better than 1/2, and such signatures can be made from any valid one.
-//! `tests` below checks this rule against `verify_strict` on such
-//! signatures, among others.
+//! Batch verification (one random linear combination for many signatures)
+//! would be cheaper still, but it is not this rule: it cannot tell a
+//! signature whose R carries a small-order component (refused here) from a
+//! valid one with probability better than 1/2, and such signatures can be
+//! made from any valid one. `tests` below checks this rule, alone and in
+//! lists, against `verify_strict` on such signatures, among others.
 
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
-use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek_5::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek_5::scalar::Scalar;
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha512};
 
@@ -42,6 +47,41 @@ impl PartialEq for StrictKey {
 }
 
 impl Eq for StrictKey {}
+
+/// A signature checked but for its last step: `[S]B - [k]A` is computed,
+/// and whether it encodes to R's bytes (and has large order) is decided by
+/// [`Pending::decide`], or for many at once by [`decide_all`].
+#[derive(Clone, Copy, Debug)]
+pub struct Pending {
+    computed: EdwardsPoint,
+    r: [u8; 32],
+}
+
+impl Pending {
+    /// Whether the signature is strictly valid.
+    pub fn decide(&self) -> bool {
+        self.matches(&self.computed.compress())
+    }
+
+    fn matches(&self, encoded: &CompressedEdwardsY) -> bool {
+        encoded.as_bytes() == &self.r && !self.computed.is_small_order()
+    }
+}
+
+/// [`Pending::decide`] for each of `pending`, in order, with one field
+/// inversion for them all.
+pub fn decide_all(pending: &[Pending]) -> Vec<bool> {
+    if pending.is_empty() {
+        // The inversion of an empty product would be spent for nothing.
+        return Vec::new();
+    }
+    let points: Vec<EdwardsPoint> = pending.iter().map(|p| p.computed).collect();
+    EdwardsPoint::compress_batch_alloc(&points)
+        .iter()
+        .zip(pending)
+        .map(|(encoded, p)| p.matches(encoded))
+        .collect()
+}
 
 impl StrictKey {
     /// Prepares `key`. A small-order key is kept, and verifies nothing, as
@@ -65,16 +105,17 @@ impl StrictKey {
     /// message `parts` concatenated (parts spare callers a copy of the
     /// signing domain and the message).
     pub fn verify(&self, parts: &[&[u8]], sig: &[u8; 64]) -> bool {
-        let Some(minus_a) = self.minus_a else {
-            return false;
-        };
+        self.pending(parts, sig).is_some_and(|p| p.decide())
+    }
+
+    /// [`StrictKey::verify`] up to its last step; `None` when the signature
+    /// is refused already (a small-order key, a non-canonical S).
+    pub fn pending(&self, parts: &[&[u8]], sig: &[u8; 64]) -> Option<Pending> {
+        let minus_a = self.minus_a?;
         let (r, s) = sig.split_at(32);
-        let Ok(s) = <[u8; 32]>::try_from(s) else {
-            return false;
-        };
-        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s)) else {
-            return false;
-        };
+        let r = <[u8; 32]>::try_from(r).ok()?;
+        let s = <[u8; 32]>::try_from(s).ok()?;
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s))?;
         let mut h = Sha512::new();
         h.update(r);
         h.update(self.key.as_bytes());
@@ -82,18 +123,23 @@ impl StrictKey {
             h.update(p);
         }
         let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-        let expected = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &minus_a, &s);
-        expected.compress().as_bytes() == r && !expected.is_small_order()
+        let computed = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &minus_a, &s);
+        Some(Pending { computed, r })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{decide_all, StrictKey};
+    // Hostile signatures are made with the curve ed25519-dalek 2 uses.
     use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use curve25519_dalek::edwards::EdwardsPoint;
+    use curve25519_dalek::scalar::Scalar;
     use curve25519_dalek::traits::IsIdentity;
+    use ed25519_dalek::VerifyingKey;
     use ed25519_dalek::{Signature, Signer, SigningKey};
     use rand_core::{OsRng, RngCore};
+    use sha2::{Digest, Sha512};
 
     fn dalek(key_bytes: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> Option<bool> {
         let key = VerifyingKey::from_bytes(key_bytes).ok()?;
@@ -141,8 +187,15 @@ mod tests {
     fn decides_as_verify_strict_on_hostile_signatures() {
         // (family, accepted, refused)
         let mut tally: std::collections::BTreeMap<&str, (u32, u32)> = Default::default();
+        // Every case with a decodable key (key, message, signature,
+        // verdict), decided again in one list below.
+        type Case = ([u8; 32], Vec<u8>, [u8; 64], bool);
+        let mut cases: Vec<Case> = Vec::new();
         let mut check = |family: &'static str, key: &[u8; 32], msg: &[u8], sig: &[u8; 64]| {
             let want = dalek(key, msg, sig);
+            if let Some(w) = want {
+                cases.push((*key, msg.to_vec(), *sig, w));
+            }
             assert_eq!(
                 ours(key, msg, sig),
                 want,
@@ -232,6 +285,26 @@ mod tests {
             sig[..32].copy_from_slice(&one);
             check("non-canonical R", &vk, &msg, &sig);
         }
+        // In one list, keys and families mixed: each decided as alone.
+        let mut pending = Vec::new();
+        let mut expected = Vec::new();
+        for (key, msg, sig, want) in &cases {
+            let key = StrictKey::new(&VerifyingKey::from_bytes(key).unwrap());
+            match key.pending(&[msg], sig) {
+                Some(p) => {
+                    pending.push(p);
+                    expected.push(*want);
+                }
+                None => assert!(
+                    !want,
+                    "refused before the point: key {key:?} sig {sig:02x?}"
+                ),
+            }
+        }
+        assert_eq!(decide_all(&pending), expected);
+        // Every family reached the list but the non-canonical S and the
+        // small-order keys, which are refused before it.
+        assert_eq!(pending.len(), cases.len() - 64 - 64 * 8);
         let get = |f: &str| tally.get(f).copied().unwrap_or_default();
         assert_eq!(get("valid"), (128, 0));
         assert_eq!(get("other message"), (0, 64));
