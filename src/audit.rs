@@ -50,6 +50,13 @@ const FLUSH_PAGES: usize = 32_768;
 /// one being replayed: enough for the checkers to keep busy while the
 /// replay commits its state (a few hundred milliseconds).
 const AHEAD: usize = 32;
+/// The checkers' nice value. The replay is the audit's one serial step, and
+/// it shares the cores with one checker per core: at equal priority it got
+/// two thirds of a core on two cores and bounded the audit while the
+/// checkers waited for it (BENCHMARKS.md, tenth session). Checks that are
+/// ahead can wait; the replay cannot. Raising a thread's nice value needs
+/// no privilege; where it fails, the checkers keep the process's.
+const CHECKER_NICE: i32 = 10;
 
 /// One entry bundle, fetched and decoded, from the first entry not yet
 /// replayed.
@@ -329,18 +336,22 @@ impl<S: Store> Auditor<S> {
             let waiting = std::sync::Arc::new(std::sync::Mutex::new(waiting));
             for _ in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
                 let (waiting, stopped) = (waiting.clone(), &stopped);
-                s.spawn(move || loop {
-                    // The lock is held only to take a job.
-                    let job = match waiting.lock() {
-                        Ok(w) => w.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(job) = job else { return };
-                    if stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                        continue;
+                s.spawn(move || {
+                    // An error leaves the thread at the process's priority.
+                    let _ = crate::priority::set_thread_nice(CHECKER_NICE);
+                    loop {
+                        // The lock is held only to take a job.
+                        let job = match waiting.lock() {
+                            Ok(w) => w.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                            continue;
+                        }
+                        // The replay may have stopped and dropped the receiver.
+                        let _ = job.done.send(authorize_each(&job.registry, &job.entries));
                     }
-                    // The replay may have stopped and dropped the receiver.
-                    let _ = job.done.send(authorize_each(&job.registry, &job.entries));
                 });
             }
             drop(waiting);

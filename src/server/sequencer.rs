@@ -55,35 +55,6 @@ impl Default for SequencerConfig {
 /// The sequencer's nice value unless configured otherwise.
 pub const DEFAULT_NICE: i32 = -10;
 
-/// Sets the calling thread's nice value (`setpriority(2)` on its thread id:
-/// on Linux the nice value is per thread).
-///
-/// # Errors
-/// The OS error, e.g. permission denied to go below the current value.
-#[cfg(target_os = "linux")]
-fn set_thread_nice(nice: i32) -> std::io::Result<()> {
-    // SAFETY: gettid has no preconditions; setpriority only reads its
-    // arguments, and a bad one is an error return, not undefined behaviour.
-    let done = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-    };
-    if done == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// Thread priorities are not set on this platform.
-#[cfg(not(target_os = "linux"))]
-fn set_thread_nice(_nice: i32) -> std::io::Result<()> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "thread priorities are set on Linux only",
-    ))
-}
-
 /// The answer for one submitted event.
 pub type ItemResult = Result<AcceptedJson, Refusal>;
 
@@ -142,7 +113,7 @@ impl Sequencer {
             .name("sequencer".into())
             .spawn(move || {
                 if let Some(nice) = config.nice {
-                    match set_thread_nice(nice) {
+                    match crate::priority::set_thread_nice(nice) {
                         Ok(()) => tracing::debug!(nice, "sequencer priority set"),
                         Err(e) => tracing::warn!(
                             nice,
