@@ -12,7 +12,7 @@ pub mod loadgen;
 pub mod mappage;
 pub mod merkle;
 pub mod note;
-mod priority;
+pub mod priority;
 pub mod rules;
 #[cfg(feature = "node")]
 pub mod server;

@@ -5,14 +5,16 @@
 //! it) among the request handlers, and the auditor's replay (the one serial
 //! step of an audit) among its signature checkers. On Linux the nice value
 //! is per thread: the sequencer asks for a lower one (which needs
-//! privileges), the checkers take a higher one (which never does).
+//! privileges); the checkers take a higher one (which never does), and so
+//! do the handlers when the sequencer could not have its own (`serve
+//! --handler-nice`).
 
 /// Sets the calling thread's nice value (`setpriority(2)` on its thread id).
 ///
 /// # Errors
 /// The OS error, e.g. permission denied to go below the current value.
 #[cfg(all(target_os = "linux", feature = "node"))]
-pub(crate) fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
     // SAFETY: gettid has no preconditions; setpriority only reads its
     // arguments, and a bad one is an error return, not undefined behaviour.
     let done = unsafe {
@@ -29,7 +31,7 @@ pub(crate) fn set_thread_nice(nice: i32) -> std::io::Result<()> {
 /// Thread priorities are set on Linux only, and only with the `node`
 /// feature (which brings `libc`).
 #[cfg(not(all(target_os = "linux", feature = "node")))]
-pub(crate) fn set_thread_nice(_nice: i32) -> std::io::Result<()> {
+pub fn set_thread_nice(_nice: i32) -> std::io::Result<()> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
         "thread priorities are set on Linux with the node feature only",

@@ -41,6 +41,11 @@ fn free_port() -> u16 {
 impl Node {
     /// Starts `revledger serve` on `data` and waits for `listening on`.
     fn start(data: &Path) -> Node {
+        Node::start_with(data, &[])
+    }
+
+    /// [`Node::start`] with more flags.
+    fn start_with(data: &Path, flags: &[&str]) -> Node {
         let port = free_port();
         let stderr = std::fs::OpenOptions::new()
             .create(true)
@@ -55,6 +60,7 @@ impl Node {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--heartbeat-secs")
             .arg("3600")
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -1381,4 +1387,61 @@ fn disk_full_stops_acknowledgements_and_the_node_resumes_when_space_returns() {
         let hashes: Vec<Hash> = serde_json::from_value(p.json()["hashes"].clone()).unwrap();
         verify_consistency(*old, final_size, old_root, &final_root, &hashes).unwrap();
     }
+}
+
+/// The nice value of each of a process's threads, by thread name
+/// (`/proc/<pid>/task/<tid>/stat`, field 19; the name, field 2, is in
+/// parentheses).
+#[cfg(target_os = "linux")]
+fn thread_nices(pid: u32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap();
+        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+        let name = stat[open + 1..close].to_string();
+        let nice = stat[close + 2..]
+            .split(' ')
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap();
+        out.push((name, nice));
+    }
+    out
+}
+
+/// `--sequencer-nice` and `--handler-nice` reach their threads (raising a
+/// nice value needs no privilege, so this runs as any user); a value out
+/// of range is refused before anything starts.
+#[cfg(target_os = "linux")]
+#[test]
+fn thread_priorities_are_set_as_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_with(
+        &dir.path().join("node"),
+        &["--sequencer-nice", "3", "--handler-nice", "7"],
+    );
+    let nices = thread_nices(node.child.id());
+    let of = |name: &str| -> Vec<i32> {
+        nices
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .collect()
+    };
+    assert_eq!(of("sequencer"), vec![3], "{nices:?}");
+    let workers = of("tokio-rt-worker");
+    assert!(!workers.is_empty(), "{nices:?}");
+    assert!(workers.iter().all(|n| *n == 7), "{nices:?}");
+    drop(node);
+    let out = Command::new(BIN)
+        .args(["serve", "--data"])
+        .arg(dir.path().join("other"))
+        .args(["--listen", "127.0.0.1:0", "--handler-nice", "20"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--handler-nice: \"20\""), "{err}");
+    assert!(!dir.path().join("other").exists(), "nothing is created");
 }

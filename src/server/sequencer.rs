@@ -83,6 +83,8 @@ pub struct Sequencer {
     slots: Arc<Semaphore>,
     running: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    /// The configured nice value was set (or none was configured).
+    priority_set: bool,
 }
 
 /// The milliseconds since the Unix epoch on this machine's clock.
@@ -101,34 +103,54 @@ impl Sequencer {
         config: SequencerConfig,
         metrics: Arc<Metrics>,
     ) -> (Sequencer, std::thread::JoinHandle<()>) {
-        let (tx, rx) = mpsc::sync_channel::<Job>(config.queue_requests.max(1));
+        let queue = config.queue_requests.max(1);
+        let (tx, rx) = mpsc::sync_channel::<Job>(queue);
         let running = Arc::new(AtomicBool::new(true));
-        let seq = Sequencer {
-            tx,
-            slots: Arc::new(Semaphore::new(config.queue_requests.max(1))),
-            running: running.clone(),
-            metrics: metrics.clone(),
-        };
+        let (set, was_set) = mpsc::sync_channel::<bool>(1);
+        let thread_running = running.clone();
+        let thread_metrics = metrics.clone();
         let handle = std::thread::Builder::new()
             .name("sequencer".into())
             .spawn(move || {
-                if let Some(nice) = config.nice {
-                    match crate::priority::set_thread_nice(nice) {
-                        Ok(()) => tracing::debug!(nice, "sequencer priority set"),
-                        Err(e) => tracing::warn!(
-                            nice,
-                            error = %e,
-                            "cannot set the sequencer's priority (it needs CAP_SYS_NICE or \
-                             RLIMIT_NICE to go below the process's); it runs at the process's \
-                             own, and submissions may wait longer for it under load"
-                        ),
-                    }
-                }
-                run(&ledger, &config, &metrics, &rx);
-                running.store(false, Ordering::SeqCst);
+                let ok = match config.nice {
+                    None => true,
+                    Some(nice) => match crate::priority::set_thread_nice(nice) {
+                        Ok(()) => {
+                            tracing::debug!(nice, "sequencer priority set");
+                            true
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                nice,
+                                error = %e,
+                                "cannot set the sequencer's priority (it needs CAP_SYS_NICE or \
+                                 RLIMIT_NICE to go below the process's); it runs at the \
+                                 process's own"
+                            );
+                            false
+                        }
+                    },
+                };
+                // `start` waits for this before it returns.
+                let _ = set.send(ok);
+                run(&ledger, &config, &thread_metrics, &rx);
+                thread_running.store(false, Ordering::SeqCst);
             })
             .unwrap_or_else(|e| panic!("cannot start the sequencer thread: {e}"));
+        let seq = Sequencer {
+            tx,
+            slots: Arc::new(Semaphore::new(queue)),
+            running,
+            metrics,
+            // No answer: the thread died before it, and is_running says so.
+            priority_set: was_set.recv().unwrap_or(false),
+        };
         (seq, handle)
+    }
+
+    /// Whether the configured nice value was set (true when none was).
+    pub fn priority_set(&self) -> bool {
+        self.priority_set
     }
 
     /// Whether the sequencer thread is alive.
