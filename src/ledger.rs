@@ -1861,18 +1861,20 @@ pub fn authorize_each<E: AsRef<[u8]>>(
     entries: &[E],
 ) -> Vec<Result<(), Refusal>> {
     let mut checks = Vec::with_capacity(entries.len());
-    // (entry, its signature's last step)
-    let mut pending = Vec::with_capacity(entries.len());
+    // The signatures' last steps, and the entries they belong to.
+    let (mut pending, mut of) = (Vec::new(), Vec::new());
     for (i, raw) in entries.iter().enumerate() {
         checks.push(match Entry::decode(raw.as_ref()) {
-            Ok(Entry::Event(e)) => authorize_pending(registry, &e).map(|p| pending.push((i, p))),
+            Ok(Entry::Event(e)) => authorize_pending(registry, &e).map(|p| {
+                pending.push(p);
+                of.push(i);
+            }),
             _ => Ok(()),
         });
     }
-    let points: Vec<strict::Pending> = pending.iter().map(|(_, p)| *p).collect();
-    for ((i, _), valid) in pending.iter().zip(strict::decide_all(&points)) {
+    for (i, valid) in of.into_iter().zip(strict::decide_all(&pending)) {
         if !valid {
-            checks[*i] = Err(Refusal::BadSignature);
+            checks[i] = Err(Refusal::BadSignature);
         }
     }
     checks
