@@ -1852,10 +1852,10 @@ impl<S: ReadStore + ?Sized> crate::audit::LogSource for StoredLog<'_, S> {
     }
 }
 
-/// [`authorize_all`] on the calling thread only: [`authorize`] for each
-/// entry that decodes as an event (anything else is refused later, by
-/// admission), with the signatures' last step taken for all of them at
-/// once ([`strict::decide_all`]).
+/// [`authorize`] for each entry that decodes as an event (anything else is
+/// refused later, by admission), on the calling thread, with the
+/// signatures' last step taken for all of them at once
+/// ([`strict::decide_all`]). `authorize_all` spreads it over the cores.
 pub fn authorize_each<E: AsRef<[u8]>>(
     registry: &Registry,
     entries: &[E],
