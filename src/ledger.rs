@@ -380,7 +380,8 @@ fn read_pairs<S: ReadStore + ?Sized>(
 /// neighbouring leaves' siblings), so a batch of proofs reads each once.
 struct MemoHashes<'a, S: ReadStore + ?Sized> {
     inner: LogHashes<'a, S>,
-    seen: std::cell::RefCell<HashMap<u64, Hash>>,
+    /// By stored index, which the ledger chooses: a fast unkeyed hasher.
+    seen: std::cell::RefCell<rustc_hash::FxHashMap<u64, Hash>>,
 }
 
 impl<'a, S: ReadStore + ?Sized> MemoHashes<'a, S> {
@@ -1416,24 +1417,31 @@ impl<S: Store> LedgerReader<S> {
         // Never serve a proof that does not verify: check each against the
         // root (the signed one at the checkpoint's size).
         let root = self.root_at(size)?;
-        indexes
+        let proofs = merkle::inclusion_proofs(indexes, size, hashes)
+            .map_err(corrupt("inclusion proof from stored hashes"))?;
+        let leaf_slots: Vec<u64> = indexes
             .iter()
-            .map(|&index| {
-                let proof = merkle::inclusion_proof(index, size, hashes)
-                    .map_err(corrupt("inclusion proof from stored hashes"))?;
-                let leaf = hashes
-                    .read_hashes(&[merkle::stored_hash_index(0, index)])?
-                    .first()
-                    .copied()
-                    .ok_or_else(|| LedgerError::Corrupt(format!("leaf hash {index} is missing")))?;
-                merkle::verify_inclusion(&leaf, index, size, &proof, &root).map_err(|e| {
-                    LedgerError::Corrupt(format!(
-                        "stored hashes give an inclusion proof for {index} in {size} that fails: {e}"
-                    ))
-                })?;
-                Ok(proof)
-            })
-            .collect()
+            .map(|&i| merkle::stored_hash_index(0, i))
+            .collect();
+        let leaves = hashes.read_hashes(&leaf_slots)?;
+        if leaves.len() != indexes.len() {
+            return Err(LedgerError::Corrupt(format!(
+                "{} leaf hashes read for {} entries",
+                leaves.len(),
+                indexes.len()
+            )));
+        }
+        let checks = leaves
+            .into_iter()
+            .zip(indexes)
+            .zip(&proofs)
+            .map(|((leaf, &index), proof)| (leaf, index, proof.as_slice()));
+        merkle::verify_inclusions(checks, size, &root).map_err(|(index, e)| {
+            LedgerError::Corrupt(format!(
+                "stored hashes give an inclusion proof for {index} in {size} that fails: {e}"
+            ))
+        })?;
+        Ok(proofs)
     }
 
     /// The root of the tree of `size` (≤ checkpoint size): the signed root at

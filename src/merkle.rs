@@ -507,6 +507,12 @@ pub fn inclusion_proof<R: HashReader + ?Sized>(
     reader: &R,
 ) -> Result<Vec<Hash>, MerkleError<R::Error>> {
     check_size(size)?;
+    range_hashes(&audit_ranges(index, size)?, reader)
+}
+
+/// The leaf ranges whose `MTH` make up `PATH(index, D[0:size])`, leaf
+/// level first.
+fn audit_ranges<E>(index: u64, size: u64) -> Result<Vec<(u64, u64)>, MerkleError<E>> {
     if index >= size {
         return Err(MerkleError::IndexOutOfRange { index, size });
     }
@@ -524,7 +530,55 @@ pub fn inclusion_proof<R: HashReader + ?Sized>(
         }
     }
     ranges.reverse();
-    range_hashes(&ranges, reader)
+    Ok(ranges)
+}
+
+/// [`inclusion_proof`] for each of `indexes` in the tree of `size`, in
+/// order, computing each `MTH(D[a:b])` once for all of them, from one
+/// `read_hashes` call. The paths of neighbouring leaves share their ranges
+/// above the level where they part, and the leaves a batch has just
+/// appended all have the tree's ragged right edge on their paths, whose
+/// ranges are the costly ones: each is folded from up to `log2(size)`
+/// stored hashes.
+///
+/// # Errors
+///
+/// As [`inclusion_proof`], for the first failing index.
+pub fn inclusion_proofs<R: HashReader + ?Sized>(
+    indexes: &[u64],
+    size: u64,
+    reader: &R,
+) -> Result<Vec<Vec<Hash>>, MerkleError<R::Error>> {
+    check_size(size)?;
+    let mut unique = Vec::new();
+    let mut slot_of: rustc_hash::FxHashMap<(u64, u64), usize> = Default::default();
+    let mut paths = Vec::with_capacity(indexes.len());
+    for &index in indexes {
+        let path: Vec<usize> = audit_ranges(index, size)?
+            .into_iter()
+            .map(|range| {
+                *slot_of.entry(range).or_insert_with(|| {
+                    unique.push(range);
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        paths.push(path);
+    }
+    let hashes = range_hashes(&unique, reader)?;
+    paths
+        .into_iter()
+        .map(|path| {
+            path.into_iter()
+                .map(|slot| {
+                    hashes.get(slot).copied().ok_or(MerkleError::ShortRead {
+                        expected: unique.len(),
+                        got: hashes.len(),
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The consistency proof `PROOF(old, D[0:new])` — RFC 9162 §2.1.4.1:
@@ -651,6 +705,18 @@ pub fn root_from_inclusion(
     size: u64,
     proof: &[Hash],
 ) -> Result<Hash, ProofError> {
+    root_hashing(leaf, index, size, proof, &mut node_hash)
+}
+
+/// [`root_from_inclusion`] with `hash` as the interior node hash (which
+/// must be [`node_hash`], or remember its results).
+fn root_hashing(
+    leaf: &Hash,
+    index: u64,
+    size: u64,
+    proof: &[Hash],
+    hash: &mut impl FnMut(&Hash, &Hash) -> Hash,
+) -> Result<Hash, ProofError> {
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
@@ -671,7 +737,7 @@ pub fn root_from_inclusion(
             });
         }
         if fnode & 1 == 1 || fnode == snode {
-            r = node_hash(p, &r);
+            r = hash(p, &r);
             if fnode & 1 == 0 {
                 while fnode & 1 == 0 && fnode != 0 {
                     fnode >>= 1;
@@ -679,7 +745,7 @@ pub fn root_from_inclusion(
                 }
             }
         } else {
-            r = node_hash(&r, p);
+            r = hash(&r, p);
         }
         fnode >>= 1;
         snode >>= 1;
@@ -715,6 +781,36 @@ pub fn verify_inclusion(
             expected: *root,
             computed,
         });
+    }
+    Ok(())
+}
+
+/// [`verify_inclusion`] for each `(leaf, index, proof)` against one tree
+/// of `size` with `root`, with the same verdict for each, but each
+/// distinct interior node hashed once: the paths of neighbouring leaves
+/// meet below the root and hash the same nodes from there on. (A
+/// remembered result of a pure function changes no verdict.)
+///
+/// # Errors
+///
+/// The index of the first proof that fails, and why.
+pub fn verify_inclusions<'p>(
+    items: impl IntoIterator<Item = (Hash, u64, &'p [Hash])>,
+    size: u64,
+    root: &Hash,
+) -> Result<(), (u64, ProofError)> {
+    let mut seen: rustc_hash::FxHashMap<(Hash, Hash), Hash> = Default::default();
+    let mut hash = |l: &Hash, r: &Hash| *seen.entry((*l, *r)).or_insert_with(|| node_hash(l, r));
+    for (leaf, index, proof) in items {
+        let computed =
+            root_hashing(&leaf, index, size, proof, &mut hash).map_err(|e| (index, e))?;
+        if computed != *root {
+            let e = ProofError::RootMismatch {
+                expected: *root,
+                computed,
+            };
+            return Err((index, e));
+        }
     }
     Ok(())
 }
@@ -1140,6 +1236,90 @@ pub(crate) mod tests {
                 assert!(bad(old, new, &r1, &r2, &p).is_err());
             }
         }
+    }
+
+    /// The proofs of many leaves at once are each leaf's own proof, and
+    /// checking them at once gives each proof its own verdict: the first
+    /// that fails is named, with [`verify_inclusion`]'s error.
+    #[test]
+    fn batched_proofs_and_checks_equal_one_by_one() {
+        let log = test_log();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x1c1);
+        for size in [1u64, 2, 3, 7, 8, 9, 63, 64, 65, 1000, 4097, 69_999, 70_000] {
+            let root = tree_hash(size, log).expect("root");
+            let sets: [Vec<u64>; 3] = [
+                (0..size.min(200)).collect(),
+                (size.saturating_sub(200)..size).collect(),
+                (0..50).map(|_| rng.gen_range(0..size)).collect(),
+            ];
+            for indexes in sets {
+                let got = inclusion_proofs(&indexes, size, log).expect("proofs");
+                assert_eq!(got.len(), indexes.len());
+                for (&i, p) in indexes.iter().zip(&got) {
+                    assert_eq!(
+                        *p,
+                        inclusion_proof(i, size, log).expect("proof"),
+                        "{i} in {size}"
+                    );
+                }
+                let leaves: Vec<Hash> = indexes.iter().map(|&i| leaf_hash(&entry(i))).collect();
+                let items = |proofs: &[Vec<Hash>], leaves: &[Hash]| {
+                    let v: Vec<(Hash, u64, Vec<Hash>)> = leaves
+                        .iter()
+                        .zip(&indexes)
+                        .zip(proofs)
+                        .map(|((l, &i), p)| (*l, i, p.clone()))
+                        .collect();
+                    v
+                };
+                let check = |v: &[(Hash, u64, Vec<Hash>)]| {
+                    verify_inclusions(
+                        v.iter().map(|(l, i, p)| (*l, *i, p.as_slice())),
+                        size,
+                        &root,
+                    )
+                };
+                assert_eq!(check(&items(&got, &leaves)), Ok(()), "size {size}");
+                // One bad proof, leaf or length, in the middle: its index and
+                // the error verify_inclusion gives it alone.
+                let k = indexes.len() / 2;
+                let bad_index = indexes[k];
+                let mut wrong_leaf = leaves.clone();
+                wrong_leaf[k].0[0] ^= 1;
+                let mut longer = got.clone();
+                longer[k].push(root);
+                let mut cases = vec![items(&got, &wrong_leaf), items(&longer, &leaves)];
+                if !got[k].is_empty() {
+                    let mut flipped = got.clone();
+                    let last = flipped[k].len() - 1;
+                    flipped[k][last].0[31] ^= 0x80;
+                    cases.push(items(&flipped, &leaves));
+                }
+                for case in cases {
+                    let (l, i, p) = &case[k];
+                    let alone = verify_inclusion(l, *i, size, p, &root).expect_err("tampered");
+                    // An earlier proof of the same index fails first.
+                    let first = indexes.iter().position(|&x| x == bad_index).expect("there");
+                    if first == k {
+                        assert_eq!(check(&case), Err((bad_index, alone)), "size {size}");
+                    } else {
+                        assert!(check(&case).is_err());
+                    }
+                }
+            }
+        }
+        assert!(matches!(
+            inclusion_proofs(&[0, 5], 5, log),
+            Err(MerkleError::IndexOutOfRange { index: 5, size: 5 })
+        ));
+        assert!(matches!(
+            inclusion_proofs(&[0], MAX_TREE_SIZE + 1, log),
+            Err(MerkleError::SizeOutOfRange { .. })
+        ));
+        assert_eq!(
+            inclusion_proofs(&[], 5, log).expect("none"),
+            Vec::<Vec<Hash>>::new()
+        );
     }
 
     #[test]
