@@ -362,6 +362,7 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
         &self,
         writes: &[(NodeId, Option<Node>)],
     ) -> Result<Vec<PageId>, StoreError> {
+        self.know_empty_pages(writes)?;
         let mut dirty = Vec::with_capacity(writes.len());
         for (id, node) in writes {
             let (page, slot) = locate(id)?;
@@ -376,6 +377,51 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
         dirty.sort_unstable();
         dirty.dedup();
         Ok(dirty)
+    }
+}
+
+impl<S: ReadStore + ?Sized> MapPages<'_, S> {
+    /// Marks empty, without reading the store, each page that `writes`
+    /// (an update, before it is staged) puts nodes into and that is not
+    /// held yet, when the node just above the page was not an interior
+    /// node before the update: the map keeps no node below a leaf or an
+    /// empty position. These are the pages under a new leaf's split,
+    /// which the update never read (they did not exist), and a read of an
+    /// absent key costs the index a full search. Shallow pages first, so
+    /// that a page known empty tells about the pages under it.
+    fn know_empty_pages(&self, writes: &[(NodeId, Option<Node>)]) -> Result<(), StoreError> {
+        let mut unread = Vec::new();
+        {
+            let pages = self.pages.borrow();
+            for (id, _) in writes {
+                let (page, _) = locate(id)?;
+                let held =
+                    pages.contains_key(&page) || self.hot.and_then(|h| h.get(&page)).is_some();
+                if !held && page.0.depth() > 0 {
+                    unread.push(page);
+                }
+            }
+        }
+        unread.sort_unstable_by_key(|p| (p.0.depth(), *p));
+        unread.dedup();
+        let mut pages = self.pages.borrow_mut();
+        for page in unread {
+            let (parent, slot) = locate(&page.0)?;
+            let above = pages
+                .get(&parent)
+                .or_else(|| self.hot.and_then(|h| h.get(&parent)));
+            let interior_above = match above {
+                Some(p) => matches!(p.get(slot), Some(Some(Node::Interior(_)))),
+                // Not read: say nothing, the page is read when staged.
+                None => true,
+            };
+            if !interior_above {
+                pages
+                    .entry(page)
+                    .or_insert_with(|| Arc::new(Page::default()));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -675,6 +721,78 @@ mod tests {
                 Some(node)
             );
         }
+    }
+
+    /// Reads of map pages the store does not hold, counted.
+    struct CountingReads<'a> {
+        inner: &'a MemStore,
+        absent_pages: std::cell::Cell<u32>,
+    }
+
+    impl ReadStore for CountingReads<'_> {
+        fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            let v = self.inner.get(space, key)?;
+            if space == Space::MapPage && v.is_none() {
+                self.absent_pages.set(self.absent_pages.get() + 1);
+            }
+            Ok(v)
+        }
+    }
+
+    /// Keys that share ever longer prefixes with the first: each insert
+    /// splits the last leaf further down, through pages that do not exist
+    /// yet, below the hot strata. The update knows them empty without a
+    /// read, and the map stays the node-by-node one.
+    #[test]
+    fn a_deep_split_reads_no_page_that_does_not_exist() {
+        let store = MemStore::new();
+        let mut hot = HotPages::load(&store).unwrap();
+        let mut nodes: BTreeMap<NodeId, Node> = BTreeMap::new();
+        let base = key(7);
+        for (i, bit) in [None, Some(18u16), Some(41), Some(77), Some(200), Some(255)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut k = base;
+            if let Some(b) = bit {
+                k.0[usize::from(b / 8)] ^= 0x80 >> (b % 8);
+            }
+            let updates = vec![(k, vec![i as u8])];
+            let reads = CountingReads {
+                inner: &store,
+                absent_pages: Default::default(),
+            };
+            let pages = MapPages::with_hot(&reads, &hot);
+            let up = smt::update(&pages, &updates).unwrap();
+            let mut b = Batch::new();
+            pages.write(&up.writes, &mut b).unwrap();
+            let next = hot.absorb(pages.into_pages());
+            store.commit(b).unwrap();
+            hot = next;
+            assert_eq!(
+                reads.absent_pages.get(),
+                0,
+                "insert {i}, split at bit {bit:?}"
+            );
+            let plain = smt::update(&nodes, &updates).unwrap();
+            plain.apply_to(&mut nodes);
+            assert_eq!(up, plain);
+        }
+        // Deep pages exist now, and hold exactly the node map's nodes.
+        assert!(store
+            .dump()
+            .keys()
+            .any(|k| k.len() > 2 && (40..64).contains(&k[1])));
+        for (id, node) in &nodes {
+            assert_eq!(
+                MapPages::new(&store).get_node(id).unwrap().as_ref(),
+                Some(node)
+            );
+        }
+        assert_eq!(
+            smt::root(&MapPages::new(&store)).unwrap(),
+            smt::root(&nodes).unwrap()
+        );
     }
 
     /// The auditor's way (pages kept decoded, written at commits only)
