@@ -1789,7 +1789,7 @@ fn seal<S: Store>(
         frontier: work.frontier,
         registry: work.registry,
         head_ms: head.time_ms,
-        hot: work.hot.absorb(work.pages.into_pages()),
+        hot: work.hot.absorb(work.pages.into_parts()),
     })
 }
 

@@ -8,7 +8,7 @@
 //! (hashing, proofs, update rules) is `smt`, which sees nodes through
 //! [`NodeReader`] and does not know pages exist.
 //!
-//! Layout 3. Page `(s, p)` (`p` = the first `4s` bits of a path) holds the
+//! Layout 4. Page `(s, p)` (`p` = the first `4s` bits of a path) holds the
 //! nodes at depths `4s+1 … 4s+4` below `p`: up to 30 positions
 //! (2 + 4 + 8 + 16), and page `(0, ε)` also holds the root. A page thus
 //! holds both children of every node whose children it holds any of, so
@@ -24,18 +24,27 @@
 //!              only in page (0, ε))
 //!              ‖ for each present slot, in order, its node bytes (they
 //!              say their own length)
-//! layout key = 0xff (one byte), value 0x03: written with the first page
+//! layout key = 0xff (one byte), value 0x04: written with the first page
 //! ```
 //!
 //! Node bytes are `smt::Node::encode`. A page with no node is deleted. The
-//! layout is storage only: no hash, proof or wire format depends on it.
-//! Other layouts are refused with an error at open: layout 1 (until
-//! 2026-12-01: pages of depths `4s … 4s+3`, a `u16` bitmap, no layout key)
-//! and layout 2 (for some hours on 2026-12-01: this one with a `u16` length
-//! before each node).
+//! node's store (written through [`HotPages`]) also omits each page of
+//! strata 1 and 2 (depths 5 … 12, 272 pages) that holds interior nodes
+//! only: those nodes are hashes of the ones below, and [`HotPages::load`]
+//! derives them again from stratum 3 at open, while every batch would
+//! otherwise rewrite nearly all of them. Pages with a leaf there (a small
+//! map) are stored, and so is the root page. An auditor's store
+//! ([`PageCache`]) stores every page.
+//! The layout is storage only: no hash, proof or wire format depends on it.
+//! Layout 3 (until 2026-12-02: every page stored, layout key 0x03) is read
+//! as it is, and becomes layout 4 with its first batch. Other layouts are
+//! refused with an error at open: layout 1 (until 2026-12-01: pages of
+//! depths `4s … 4s+3`, a `u16` bitmap, no layout key) and layout 2 (for
+//! some hours on 2026-12-01: this one with a `u16` length before each
+//! node).
 
 use crate::hash::Hash;
-use crate::smt::{key_bit, Node, NodeId, NodeReader};
+use crate::smt::{self, key_bit, Node, NodeId, NodeReader};
 use crate::store::{Batch, ReadStore, Space, StoreError};
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;
@@ -56,7 +65,10 @@ pub(crate) type Page = [Option<Node>; SLOTS];
 const LAYOUT_KEY: &[u8] = &[0xff];
 
 /// The layout this build reads and writes.
-const LAYOUT: &[u8] = &[3];
+const LAYOUT: &[u8] = &[4];
+
+/// The older layout this build also reads: every page stored.
+const LAYOUT_ALL_STORED: &[u8] = &[3];
 
 /// Which page holds a node: named by the node just above the page, whose
 /// depth is a multiple of [`PAGE_LEVELS`] (the stratum times four).
@@ -150,6 +162,38 @@ fn hot_index(id: &PageId) -> Option<usize> {
     Some(((1usize << (4 * s)) - 1) / 15 + bits)
 }
 
+/// Strata whose pages, but for the root page, the node's store omits
+/// when they hold interior nodes only (layout 4): depths 5 … 12. Their
+/// nodes are hashes of the nodes below, which [`HotPages::load`] derives
+/// again from stratum [`DERIVED_STRATA`]; a batch then writes none of
+/// these pages, which it otherwise rewrote whole (nearly all of them
+/// change in every batch). The root page is always stored: builds of
+/// layout 3 look for the layout key only when it exists, and so refuse
+/// a layout-4 store with a clear error instead of finding its map empty.
+const DERIVED_STRATA: u16 = 3;
+
+/// Pages in the derived strata: 1 + 16 + 256. They are the first in
+/// [`hot_index`] order.
+const DERIVED_PAGES: usize = ((1 << (4 * DERIVED_STRATA)) - 1) / 15;
+
+/// Whether the node's store may omit the page at hot index `i`.
+fn omissible(i: usize) -> bool {
+    (1..DERIVED_PAGES).contains(&i)
+}
+
+/// The first hot index of stratum `s`.
+fn stratum_start(s: u16) -> usize {
+    ((1usize << (4 * s)) - 1) / 15
+}
+
+/// The stratum of hot index `i`.
+fn stratum_of(i: usize) -> u16 {
+    (0..HOT_STRATA)
+        .rev()
+        .find(|&s| i >= stratum_start(s))
+        .unwrap_or(0)
+}
+
 /// The pages of the map's top [`HOT_STRATA`] strata as they are in the
 /// store after the last committed batch, decoded. Every status proof and
 /// every update walks them, so the ledger's writer keeps them in memory
@@ -158,79 +202,206 @@ fn hot_index(id: &PageId) -> Option<usize> {
 /// change them. A slot is `None` when the page is not known (then it is read
 /// from the store); an absent page is known as an empty one.
 #[derive(Clone, PartialEq)]
-pub struct HotPages(Vec<Option<Arc<Page>>>);
+pub struct HotPages {
+    pages: Vec<Option<Arc<Page>>>,
+    /// For each page of the [`DERIVED_STRATA`] but the root page, by hot
+    /// index: whether the store holds it (an omitted page is derived; a
+    /// stored one is read). The root page's entry is unused.
+    stored: Vec<bool>,
+    /// Whether the store's layout key says [`LAYOUT`] already.
+    layout_current: bool,
+}
+
+/// What [`MapPages::write`] did besides its pages, for [`HotPages::absorb`].
+#[derive(Default)]
+pub(crate) struct Written {
+    /// Pages of the derived strata stored (true) or dropped (false), by
+    /// hot index.
+    stored: Vec<(usize, bool)>,
+    /// The layout key was written.
+    layout: bool,
+}
 
 impl HotPages {
     /// Nothing known: every page is read from the store.
     pub(crate) fn unknown() -> HotPages {
-        HotPages(vec![None; HOT_PAGES])
+        HotPages {
+            pages: vec![None; HOT_PAGES],
+            // As if stored: a page that is not would only be deleted again.
+            stored: vec![true; DERIVED_PAGES],
+            layout_current: false,
+        }
     }
 
-    /// Reads every page of the hot strata from `store`, top down; the
-    /// children of an absent page are absent without a read.
+    /// Reads every page of the hot strata from `store`, and derives those
+    /// of the [`DERIVED_STRATA`] that it omits, bottom up.
     ///
     /// # Errors
-    /// [`StoreError`] when a page cannot be read or decoded.
+    /// [`StoreError`] when a page cannot be read or decoded, or the store's
+    /// pages are in a layout this build does not read.
     pub fn load<S: ReadStore + ?Sized>(store: &S) -> Result<HotPages, StoreError> {
         let empty = Arc::new(Page::default());
-        let mut hot = HotPages::unknown();
-        let mut stratum = vec![PageId(NodeId::root())];
-        for s in 0..HOT_STRATA {
-            let mut next = Vec::new();
-            for id in stratum {
-                let raw = store.get(Space::MapPage, &id.key())?;
-                if s == 0 && raw.is_some() {
-                    // Before the root page is decoded: another layout's
-                    // bytes would only fail to decode.
-                    check_layout(store)?;
-                }
-                let page = raw.map(|v| decode_stored(&id, &v)).transpose()?;
-                let present = page.is_some();
-                if let Some(i) = hot_index(&id) {
-                    hot.0[i] = Some(page.map_or_else(|| empty.clone(), Arc::new));
-                }
-                if present && s + 1 < HOT_STRATA {
-                    next.extend((0..16u8).filter_map(|nibble| child_page(&id, nibble)));
-                } else if s + 1 < HOT_STRATA {
-                    mark_empty_below(&mut hot, &id, s, &empty);
+        let root = PageId(NodeId::root());
+        let root_raw = store.get(Space::MapPage, &root.key())?;
+        let layout = store.get(Space::MapPage, LAYOUT_KEY)?;
+        if layout.is_none() && root_raw.is_none() {
+            // No map yet (the layout key comes with the first pages).
+            return Ok(HotPages {
+                pages: vec![Some(empty); HOT_PAGES],
+                stored: vec![false; DERIVED_PAGES],
+                layout_current: false,
+            });
+        }
+        // Before any page is decoded: another layout's bytes would only
+        // fail to decode.
+        check_layout_value(layout.as_deref())?;
+        // Every page id of the hot strata, in hot-index order.
+        let mut ids = vec![root];
+        for s in 0..HOT_STRATA - 1 {
+            let from = stratum_start(s);
+            let parents = ids[from..].to_vec();
+            ids.extend(
+                parents
+                    .iter()
+                    .flat_map(|id| (0..16u8).filter_map(move |nibble| child_page(id, nibble))),
+            );
+        }
+        // Top down. A page is read unless the page above is stored and
+        // has no interior node over it (then its subtree is empty); below
+        // an omitted page every page is read, since the omitted one is
+        // derived from them.
+        let mut pages: Vec<Option<Page>> = Vec::with_capacity(HOT_PAGES);
+        let mut read = vec![false; HOT_PAGES];
+        read[0] = true;
+        let mut root_raw = root_raw;
+        for (i, id) in ids.iter().enumerate() {
+            debug_assert_eq!(hot_index(id), Some(i));
+            let raw = match i {
+                0 => root_raw.take(),
+                _ if read[i] => store.get(Space::MapPage, &id.key())?,
+                _ => None,
+            };
+            let page = raw.map(|v| decode_stored(id, &v)).transpose()?;
+            if read[i] && i < stratum_start(HOT_STRATA - 1) {
+                let first_child =
+                    stratum_start(stratum_of(i) + 1) + (i - stratum_start(stratum_of(i))) * 16;
+                for j in 0..16 {
+                    read[first_child + j] = match &page {
+                        Some(p) => matches!(p[15 + j], Some(Node::Interior(_))),
+                        None => true,
+                    };
                 }
             }
-            stratum = next;
+            pages.push(page);
         }
-        Ok(hot)
+        let stored: Vec<bool> = (0..DERIVED_PAGES)
+            .map(|i| omissible(i) && pages[i].is_some())
+            .collect();
+        for i in (0..DERIVED_PAGES).rev().filter(|&i| omissible(i)) {
+            if pages[i].is_none() {
+                let derived = derive_page(i, &pages);
+                pages[i] = Some(derived);
+            }
+        }
+        let pages = pages
+            .into_iter()
+            .map(|p| match p {
+                Some(p) if p.iter().any(Option::is_some) => Some(Arc::new(p)),
+                _ => Some(empty.clone()),
+            })
+            .collect();
+        Ok(HotPages {
+            pages,
+            stored,
+            layout_current: layout.as_deref() == Some(LAYOUT),
+        })
     }
 
-    /// This version with the pages a committed update read or wrote
-    /// (`MapPages::into_pages`), which are the store's pages after it.
-    pub(crate) fn absorb(&self, pages: FxHashMap<PageId, Arc<Page>>) -> HotPages {
+    /// This version with the pages a committed update read or wrote, which
+    /// are the store's pages after it, and the derived-strata pages that
+    /// update stored or dropped (both from [`MapPages::into_parts`]).
+    pub(crate) fn absorb(
+        &self,
+        (pages, written): (FxHashMap<PageId, Arc<Page>>, Written),
+    ) -> HotPages {
         let mut next = self.clone();
+        next.layout_current |= written.layout;
+        let stored = written.stored;
         for (id, page) in pages {
-            if let Some(slot) = hot_index(&id).and_then(|i| next.0.get_mut(i)) {
+            if let Some(slot) = hot_index(&id).and_then(|i| next.pages.get_mut(i)) {
                 *slot = Some(page);
+            }
+        }
+        for (i, is_stored) in stored {
+            if let Some(s) = next.stored.get_mut(i) {
+                *s = is_stored;
             }
         }
         next
     }
 
     fn get(&self, id: &PageId) -> Option<&Arc<Page>> {
-        self.0.get(hot_index(id)?)?.as_ref()
+        self.pages.get(hot_index(id)?)?.as_ref()
     }
 }
 
-/// Refuses a store that holds map pages (its root page exists) unless its
-/// layout key says [`LAYOUT`].
+/// The page at hot index `i` (of the derived strata) from the pages of
+/// the stratum below, already known: each node is the interior node over
+/// its two children, or absent when both are.
+fn derive_page(i: usize, pages: &[Option<Page>]) -> Page {
+    let s = stratum_of(i);
+    let bits = i - stratum_start(s);
+    let over = |l: &Option<Node>, r: &Option<Node>| match (l, r) {
+        (None, None) => None,
+        _ => {
+            let h = |n: &Option<Node>| n.as_ref().map_or(smt::EMPTY, Node::hash);
+            Some(Node::Interior(smt::interior_hash(&h(l), &h(r))))
+        }
+    };
+    let mut page: Page = Default::default();
+    // The bottom level (16 nodes): over the top two nodes of each child.
+    for j in 0..16 {
+        let child = pages
+            .get(stratum_start(s + 1) + bits * 16 + j)
+            .and_then(Option::as_ref);
+        page[15 + j] = match child {
+            Some(c) => over(&c[1], &c[2]),
+            None => None,
+        };
+    }
+    // Then up the page: level k's node j is over level k+1's 2j and 2j+1.
+    for k in (1..PAGE_LEVELS as usize).rev() {
+        for j in 0..1 << k {
+            let below = (1 << (k + 1)) - 1 + 2 * j;
+            page[(1 << k) - 1 + j] = over(&page[below], &page[below + 1]);
+        }
+    }
+    if s == 0 {
+        page[0] = over(&page[1], &page[2]);
+    }
+    page
+}
+
+/// Refuses a store that holds map pages unless its layout key says
+/// [`LAYOUT`] or [`LAYOUT_ALL_STORED`].
 fn check_layout<S: ReadStore + ?Sized>(store: &S) -> Result<(), StoreError> {
-    match store.get(Space::MapPage, LAYOUT_KEY)? {
-        Some(v) if v == LAYOUT => Ok(()),
+    check_layout_value(store.get(Space::MapPage, LAYOUT_KEY)?.as_deref())
+}
+
+/// [`check_layout`] on the layout key's value, read already.
+fn check_layout_value(layout: Option<&[u8]>) -> Result<(), StoreError> {
+    match layout {
+        Some(v) if v == LAYOUT || v == LAYOUT_ALL_STORED => Ok(()),
         Some(v) => Err(StoreError::Io(format!(
-            "the status map's pages are in layout {}; this build reads layout {}",
+            "the status map's pages are in layout {}; this build reads layouts {} and {}",
             hex::encode(v),
+            LAYOUT_ALL_STORED[0],
             LAYOUT[0]
         ))),
         None => Err(StoreError::Io(format!(
             "the status map's pages are in layout 1 (written before 2026-12-01); this build \
-             reads layout {} only, and no converter exists yet",
-            LAYOUT[0]
+             reads layouts {} and {} only, and no converter exists yet",
+            LAYOUT_ALL_STORED[0], LAYOUT[0]
         ))),
     }
 }
@@ -245,18 +416,6 @@ fn child_page(id: &PageId, nibble: u8) -> Option<PageId> {
         *b |= nibble << shift;
     }
     NodeId::new(depth + PAGE_LEVELS, prefix).ok().map(PageId)
-}
-
-/// Marks every hot page under the absent page `id` (stratum `s`) empty.
-fn mark_empty_below(hot: &mut HotPages, id: &PageId, s: u16, empty: &Arc<Page>) {
-    for child in (0..16u8).filter_map(|nibble| child_page(id, nibble)) {
-        if let Some(slot) = hot_index(&child).and_then(|i| hot.0.get_mut(i)) {
-            *slot = Some(empty.clone());
-        }
-        if s + 2 < HOT_STRATA {
-            mark_empty_below(hot, &child, s + 1, empty);
-        }
-    }
 }
 
 fn read_page<S: ReadStore + ?Sized>(store: &S, id: &PageId) -> Result<Option<Page>, StoreError> {
@@ -284,15 +443,20 @@ pub struct MapPages<'a, S: ReadStore + ?Sized> {
     /// is written, and moved only as a pointer. Page ids are hashes of
     /// map keys, so a fast non-keyed hasher is enough.
     pages: RefCell<FxHashMap<PageId, Arc<Page>>>,
+    /// What [`MapPages::write`] did besides the pages.
+    written: RefCell<Written>,
 }
 
 impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
+    /// Reads (and writes) every page in the store: right for a store that
+    /// stores every page (layout 3, an auditor's), not for the node's.
     #[cfg(test)]
     pub(crate) fn new(store: &'a S) -> Self {
         MapPages {
             store,
             hot: None,
             pages: RefCell::default(),
+            written: RefCell::default(),
         }
     }
 
@@ -305,12 +469,20 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
             store,
             hot: Some(hot),
             pages: RefCell::default(),
+            written: RefCell::default(),
         }
     }
 
     /// The pages read or written, as they are after this update's writes.
     pub(crate) fn into_pages(self) -> FxHashMap<PageId, Arc<Page>> {
         self.pages.into_inner()
+    }
+
+    /// [`MapPages::into_pages`], and which pages of the derived strata
+    /// [`MapPages::write`] stored or dropped: what [`HotPages::absorb`]
+    /// takes after the commit.
+    pub(crate) fn into_parts(self) -> (FxHashMap<PageId, Arc<Page>>, Written) {
+        (self.pages.into_inner(), self.written.into_inner())
     }
 
     /// Runs `f` on the page to change it, loading it first if needed.
@@ -330,6 +502,10 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
 
     /// Adds to `batch` the page writes that carry out `writes` (an
     /// `smt::update` result). Reads the pages it changes but has not seen.
+    /// Through [`HotPages`] (the node's writer), a changed page of the
+    /// [`DERIVED_STRATA`] that holds interior nodes only is not written:
+    /// it is dropped from the store if the store holds it, and derived
+    /// again at open (layout 4).
     ///
     /// # Errors
     /// [`StoreError`] when a page cannot be read or decoded.
@@ -338,15 +514,46 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
         writes: &[(NodeId, Option<Node>)],
         batch: &mut Batch,
     ) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut written = self.written.borrow_mut();
+        // The first pages need the layout key; through HotPages, so does a
+        // store of layout 3 (every page stored), which becomes one of
+        // layout 4 with the first page it omits.
         let root = PageId(NodeId::root());
-        if !writes.is_empty() && self.with_page(&root, |p| p.iter().all(Option::is_none))? {
-            // The map's first nodes: the store gets its layout key with them.
+        let layout_needed = match self.hot {
+            Some(hot) => !hot.layout_current,
+            None => self.with_page(&root, |p| p.iter().all(Option::is_none))?,
+        };
+        if layout_needed {
             batch.put(Space::MapPage, LAYOUT_KEY, LAYOUT);
+            written.layout = true;
         }
         let dirty = self.stage(writes)?;
         let pages = self.pages.borrow();
+        let stored = &mut written.stored;
         for id in dirty {
-            put_page(&id, pages.get(&id).map(|p| &**p), batch);
+            let page = pages.get(&id).map(|p| &**p);
+            let derived = self.hot.zip(hot_index(&id).filter(|&i| omissible(i)));
+            let Some((hot, i)) = derived else {
+                put_page(&id, page, batch);
+                continue;
+            };
+            let derivable = page.is_none_or(|p| {
+                p.iter()
+                    .all(|n| matches!(n, None | Some(Node::Interior(_))))
+            });
+            if derivable {
+                // Nothing to store: drop what the store holds, if anything.
+                if hot.stored.get(i).copied().unwrap_or(true) {
+                    batch.delete(Space::MapPage, id.key());
+                }
+                stored.push((i, false));
+            } else {
+                put_page(&id, page, batch);
+                stored.push((i, true));
+            }
         }
         Ok(())
     }
@@ -475,6 +682,7 @@ impl PageCache {
             store,
             hot: None,
             pages: RefCell::new(std::mem::take(&mut self.pages)),
+            written: RefCell::default(),
         }
     }
 
@@ -643,7 +851,7 @@ mod tests {
         store.commit(b).unwrap();
         assert_eq!(
             store.get(Space::MapPage, LAYOUT_KEY).unwrap(),
-            Some(vec![3])
+            Some(vec![4])
         );
         assert!(HotPages::load(&store).is_ok());
         // Later batches do not write it again.
@@ -684,7 +892,7 @@ mod tests {
         let up = smt::update(&pages, updates).unwrap();
         let mut b = Batch::new();
         pages.write(&up.writes, &mut b).unwrap();
-        *hot = hot.absorb(pages.into_pages());
+        *hot = hot.absorb(pages.into_parts());
         store.commit(b).unwrap();
         up
     }
@@ -705,7 +913,11 @@ mod tests {
             plain.apply_to(&mut nodes);
             assert_eq!(paged, plain);
             assert!(hot == HotPages::load(&store).unwrap());
-            for fresh in [MapPages::new(&store), MapPages::with_hot(&store, &hot)] {
+            assert_only_underivable_top_pages_stored(&store);
+            for fresh in [
+                MapPages::with_hot(&store, &HotPages::load(&store).unwrap()),
+                MapPages::with_hot(&store, &hot),
+            ] {
                 assert_eq!(smt::root(&fresh).unwrap(), paged.root);
                 for i in [0, 5, 349, 1000] {
                     assert_eq!(
@@ -717,10 +929,112 @@ mod tests {
         }
         for (id, node) in &nodes {
             assert_eq!(
-                MapPages::new(&store).get_node(id).unwrap().as_ref(),
+                MapPages::with_hot(&store, &HotPages::load(&store).unwrap())
+                    .get_node(id)
+                    .unwrap()
+                    .as_ref(),
                 Some(node)
             );
         }
+    }
+
+    /// Whether a full key of a [`MemStore`] dump is a page the node's
+    /// store may omit: strata 1 and 2 (the root page and the layout key,
+    /// 0xff, are not).
+    fn is_derived_page_key(k: &[u8]) -> bool {
+        k.first() == Some(&(Space::MapPage as u8))
+            && k.get(1)
+                .is_some_and(|&s| (1..DERIVED_STRATA).contains(&u16::from(s)))
+    }
+
+    /// A node's store holds a page of the derived strata only when the
+    /// page has a leaf.
+    fn assert_only_underivable_top_pages_stored(store: &MemStore) {
+        for (k, v) in store.dump() {
+            if is_derived_page_key(&k) {
+                let s = u16::from(k[1]);
+                let mut prefix = [0u8; 32];
+                prefix[..k.len() - 2].copy_from_slice(&k[2..]);
+                let id = PageId(NodeId::new(s * PAGE_LEVELS, prefix).unwrap());
+                let page = decode_page(&id, &v).unwrap();
+                assert!(
+                    page.iter()
+                        .flatten()
+                        .any(|n| matches!(n, Node::Leaf { .. })),
+                    "page {} holds interior nodes only and is stored",
+                    hex::encode(&k[1..])
+                );
+            }
+        }
+    }
+
+    /// Two keys under each of the 4,096 depth-12 prefixes: the top three
+    /// strata hold interior nodes only. The node's store then holds none
+    /// of their 273 pages and derives them at open; a store of layout 3
+    /// (every page stored) reads the same, and drops those pages as its
+    /// batches change them.
+    #[test]
+    fn top_pages_are_derived_not_stored() {
+        let mut updates = Vec::new();
+        for p in 0..4096u32 {
+            for j in 0..2u32 {
+                let mut k = key(p * 2 + j);
+                k.0[0] = (p >> 4) as u8;
+                k.0[1] = (k.0[1] & 0x0f) | (((p & 0x0f) as u8) << 4);
+                updates.push((k, vec![j as u8]));
+            }
+        }
+        let node = MemStore::new();
+        let mut hot = HotPages::load(&node).unwrap();
+        let up = update_and_commit(&node, &mut hot, &updates);
+        assert!(node.dump().keys().all(|k| !is_derived_page_key(k)));
+        // The root page is kept (older builds check the layout with it).
+        assert!(node.get(Space::MapPage, &[0]).unwrap().is_some());
+        assert!(HotPages::load(&node).unwrap() == hot);
+
+        // Layout 3: every page, and its layout key.
+        let legacy = MemStore::new();
+        let pages = MapPages::new(&legacy);
+        let all = smt::update(&pages, &updates).unwrap();
+        assert_eq!(all, up);
+        let mut b = Batch::new();
+        pages.write(&all.writes, &mut b).unwrap();
+        b.put(Space::MapPage, LAYOUT_KEY, vec![3]);
+        legacy.commit(b).unwrap();
+        let top_stored = |s: &MemStore| s.dump().keys().filter(|k| is_derived_page_key(k)).count();
+        assert_eq!(top_stored(&legacy), DERIVED_PAGES - 1);
+        let mut legacy_hot = HotPages::load(&legacy).unwrap();
+        assert!(legacy_hot.pages == hot.pages);
+        assert!(!legacy_hot.layout_current);
+
+        // One more batch on both: 41 changed values.
+        let changes: Vec<(Hash, Vec<u8>)> = updates
+            .iter()
+            .step_by(200)
+            .map(|(k, _)| (*k, vec![9, 9]))
+            .collect();
+        let a = update_and_commit(&node, &mut hot, &changes);
+        let b = update_and_commit(&legacy, &mut legacy_hot, &changes);
+        assert_eq!(a, b);
+        assert_eq!(
+            legacy.get(Space::MapPage, LAYOUT_KEY).unwrap(),
+            Some(vec![4])
+        );
+        let left = top_stored(&legacy);
+        assert!(
+            left < DERIVED_PAGES - 1 - 40,
+            "{left} pages of the top strata still stored"
+        );
+        for store in [&node, &legacy] {
+            let loaded = HotPages::load(store).unwrap();
+            assert!(loaded.pages == hot.pages);
+            assert_eq!(
+                smt::root(&MapPages::with_hot(store, &loaded)).unwrap(),
+                a.root
+            );
+        }
+        assert!(HotPages::load(&legacy).unwrap() == legacy_hot);
+        assert!(node.dump().keys().all(|k| !is_derived_page_key(k)));
     }
 
     /// Reads of map pages the store does not hold, counted.
@@ -766,7 +1080,7 @@ mod tests {
             let up = smt::update(&pages, &updates).unwrap();
             let mut b = Batch::new();
             pages.write(&up.writes, &mut b).unwrap();
-            let next = hot.absorb(pages.into_pages());
+            let next = hot.absorb(pages.into_parts());
             store.commit(b).unwrap();
             hot = next;
             assert_eq!(
@@ -785,12 +1099,19 @@ mod tests {
             .any(|k| k.len() > 2 && (40..64).contains(&k[1])));
         for (id, node) in &nodes {
             assert_eq!(
-                MapPages::new(&store).get_node(id).unwrap().as_ref(),
+                MapPages::with_hot(&store, &HotPages::load(&store).unwrap())
+                    .get_node(id)
+                    .unwrap()
+                    .as_ref(),
                 Some(node)
             );
         }
         assert_eq!(
-            smt::root(&MapPages::new(&store)).unwrap(),
+            smt::root(&MapPages::with_hot(
+                &store,
+                &HotPages::load(&store).unwrap()
+            ))
+            .unwrap(),
             smt::root(&nodes).unwrap()
         );
     }
@@ -821,7 +1142,23 @@ mod tests {
                 cache.write(&mut b);
                 overlay.apply(b);
                 overlay.flush().unwrap();
-                assert_eq!(cached.dump(), per_update.dump(), "round {round}");
+                // The same pages, but for those of the derived strata the
+                // node's way omits (it holds interior nodes only there).
+                let not_derived = |store: &MemStore| {
+                    let mut d = store.dump();
+                    d.retain(|k, _| !is_derived_page_key(k));
+                    d
+                };
+                assert_eq!(
+                    not_derived(&cached),
+                    not_derived(&per_update),
+                    "round {round}"
+                );
+                assert!(
+                    HotPages::load(&cached).unwrap().pages
+                        == HotPages::load(&per_update).unwrap().pages,
+                    "round {round}"
+                );
                 // Only the top strata stay decoded.
                 assert!(cache.pages.keys().all(|id| hot_index(id).is_some()));
             }

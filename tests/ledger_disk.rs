@@ -455,12 +455,14 @@ fn open_cost_does_not_grow_with_the_log() {
         "open read {small} values at size {small_n}, {big} at {big_n}"
     );
     assert!(big < 64, "{big}");
-    // The map's top four levels of pages are loaded into memory, at most
-    // 1 + 16 + 256 + 4096 reads at any size, and the layout key once:
-    // 3,000 keys already reach that bound (all 256 pages below depth 8
-    // exist, so all 4,096 below them are read).
+    // The map's top four strata of pages are loaded into memory: the
+    // layout key and at most 1 + 16 + 256 + 4096 pages at any size. A page
+    // under a stored page's empty or leaf position is not read; under a
+    // page the node omits (interior nodes only, derived at open) every
+    // page is. Here the 3,000-key map reads 959: its stratum-2 pages are
+    // stored where a leaf sits, and guide the reads below them.
     assert!(small_pages < big_pages, "{small_pages} {big_pages}");
-    assert_eq!(big_pages, 1 + 1 + 16 + 256 + 4096);
+    assert!(big_pages <= 1 + 1 + 16 + 256 + 4096, "{big_pages}");
 }
 
 #[test]
