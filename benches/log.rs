@@ -508,6 +508,75 @@ fn bench_inclusion(c: &mut Criterion, fx: &[Fixture]) {
     group.finish();
 }
 
+/// Leaves of one `POST /events` answer at 50 events per request.
+const ANSWER: u64 = 50;
+
+/// What a node does to answer a request: the inclusion proofs of the
+/// last [`ANSWER`] leaves of the tree (just appended, on its ragged right
+/// edge), each checked against the root. Ours at once
+/// (`merkle::inclusion_proofs` and `verify_inclusions`, as the node does)
+/// and one by one, and rs_merkle one by one.
+fn bench_answer(c: &mut Criterion, fx: &[Fixture]) {
+    let mut group = c.benchmark_group("log/inclusion-answer");
+    for f in fx.iter().filter(|f| f.n > ANSWER) {
+        let n = f.n;
+        tune(&mut group, n);
+        group.throughput(Throughput::Elements(ANSWER));
+        let indexes: Vec<u64> = (n - ANSWER..n).collect();
+        // Equal work: the same proofs, all checked.
+        let at_once = merkle::inclusion_proofs(&indexes, n, &f.vec).unwrap();
+        for (&i, p) in indexes.iter().zip(&at_once) {
+            assert_eq!(*p, merkle::inclusion_proof(i, n, &f.vec).unwrap());
+            let theirs: Vec<Hash> =
+                f.rs.proof(&[i as usize])
+                    .proof_hashes()
+                    .iter()
+                    .map(|h| Hash(*h))
+                    .collect();
+            assert_eq!(*p, theirs, "proof of {i} in {n}");
+        }
+        group.bench_with_input(BenchmarkId::new("ours-at-once", n), &n, |b, &n| {
+            b.iter(|| {
+                let proofs = merkle::inclusion_proofs(&indexes, n, &f.vec).unwrap();
+                let checks = indexes
+                    .iter()
+                    .zip(&proofs)
+                    .map(|(&i, p)| (f.leaves[i as usize], i, p.as_slice()));
+                merkle::verify_inclusions(checks, n, &f.root).unwrap();
+                proofs
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("ours-one-by-one", n), &n, |b, &n| {
+            b.iter(|| {
+                let proofs: Vec<Vec<Hash>> = indexes
+                    .iter()
+                    .map(|&i| merkle::inclusion_proof(i, n, &f.vec).unwrap())
+                    .collect();
+                for (&i, p) in indexes.iter().zip(&proofs) {
+                    merkle::verify_inclusion(&f.leaves[i as usize], i, n, p, &f.root).unwrap();
+                }
+                proofs
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("rs_merkle", n), &n, |b, &n| {
+            b.iter(|| {
+                let proofs: Vec<_> = indexes.iter().map(|&i| f.rs.proof(&[i as usize])).collect();
+                for (&i, p) in indexes.iter().zip(&proofs) {
+                    let ok = p.verify(
+                        f.root.0,
+                        &[i as usize],
+                        &[f.leaves[i as usize].0],
+                        n as usize,
+                    );
+                    assert!(ok);
+                }
+                proofs
+            })
+        });
+    }
+    group.finish();
+}
+
 fn bench_consistency(c: &mut Criterion, fx: &[Fixture]) {
     // rs_merkle has no consistency proofs: no peer in these two groups.
     let mut group = c.benchmark_group("log/consistency-prove");
@@ -566,6 +635,7 @@ fn benches(c: &mut Criterion) {
     bench_append(c, &fx, &all);
     bench_root(c, &fx);
     bench_inclusion(c, &fx);
+    bench_answer(c, &fx);
     bench_consistency(c, &fx);
 }
 
