@@ -146,8 +146,14 @@ fn decode_page(id: &PageId, bytes: &[u8]) -> Result<Page, String> {
 /// Strata kept decoded in memory by [`HotPages`]: depths 0 … 16.
 const HOT_STRATA: u16 = 4;
 
+/// The first hot index of stratum `s`: the pages of the strata above it,
+/// 1 + 16 + … + 16^(s−1).
+const fn stratum_start(s: u16) -> usize {
+    ((1usize << (4 * s)) - 1) / 15
+}
+
 /// Pages in the hot strata: 1 + 16 + 256 + 4096.
-const HOT_PAGES: usize = ((1 << (4 * HOT_STRATA)) - 1) / 15;
+const HOT_PAGES: usize = stratum_start(HOT_STRATA);
 
 /// Where a page of the hot strata sits in [`HotPages`]: the strata in
 /// order, each by the integer its `4s` prefix bits read.
@@ -159,7 +165,7 @@ fn hot_index(id: &PageId) -> Option<usize> {
     let p = id.0.prefix();
     // At most 12 prefix bits: the first two bytes hold them.
     let bits = usize::from(u16::from_be_bytes([p[0], p[1]])) >> (16 - 4 * s);
-    Some(((1usize << (4 * s)) - 1) / 15 + bits)
+    Some(stratum_start(s) + bits)
 }
 
 /// Strata whose pages, but for the root page, the node's store omits
@@ -174,16 +180,11 @@ const DERIVED_STRATA: u16 = 3;
 
 /// Pages in the derived strata: 1 + 16 + 256. They are the first in
 /// [`hot_index`] order.
-const DERIVED_PAGES: usize = ((1 << (4 * DERIVED_STRATA)) - 1) / 15;
+const DERIVED_PAGES: usize = stratum_start(DERIVED_STRATA);
 
 /// Whether the node's store may omit the page at hot index `i`.
 fn omissible(i: usize) -> bool {
     (1..DERIVED_PAGES).contains(&i)
-}
-
-/// The first hot index of stratum `s`.
-fn stratum_start(s: u16) -> usize {
-    ((1usize << (4 * s)) - 1) / 15
 }
 
 /// The stratum of hot index `i`.
@@ -927,15 +928,18 @@ mod tests {
                 }
             }
         }
-        for (id, node) in &nodes {
-            assert_eq!(
-                MapPages::with_hot(&store, &HotPages::load(&store).unwrap())
-                    .get_node(id)
-                    .unwrap()
-                    .as_ref(),
-                Some(node)
-            );
+        assert_store_holds(&store, &nodes);
+    }
+
+    /// The store, loaded as the node opens it (its hot pages first), holds
+    /// exactly `nodes`: each of them, and their root.
+    fn assert_store_holds(store: &MemStore, nodes: &BTreeMap<NodeId, Node>) {
+        let hot = HotPages::load(store).unwrap();
+        let fresh = MapPages::with_hot(store, &hot);
+        for (id, node) in nodes {
+            assert_eq!(fresh.get_node(id).unwrap().as_ref(), Some(node));
         }
+        assert_eq!(smt::root(&fresh).unwrap(), smt::root(nodes).unwrap());
     }
 
     /// Whether a full key of a [`MemStore`] dump is a page the node's
@@ -1097,23 +1101,7 @@ mod tests {
             .dump()
             .keys()
             .any(|k| k.len() > 2 && (40..64).contains(&k[1])));
-        for (id, node) in &nodes {
-            assert_eq!(
-                MapPages::with_hot(&store, &HotPages::load(&store).unwrap())
-                    .get_node(id)
-                    .unwrap()
-                    .as_ref(),
-                Some(node)
-            );
-        }
-        assert_eq!(
-            smt::root(&MapPages::with_hot(
-                &store,
-                &HotPages::load(&store).unwrap()
-            ))
-            .unwrap(),
-            smt::root(&nodes).unwrap()
-        );
+        assert_store_holds(&store, &nodes);
     }
 
     /// The auditor's way (pages kept decoded, written at commits only)
