@@ -163,6 +163,15 @@ struct Fixture {
     olds: Vec<u64>,
 }
 
+/// rs_merkle's inclusion proof of leaf `i`, as our hashes.
+fn rs_proof(rs: &RsTree, i: u64) -> Vec<Hash> {
+    rs.proof(&[i as usize])
+        .proof_hashes()
+        .iter()
+        .map(|h| Hash(*h))
+        .collect()
+}
+
 fn fixture(n: u64, all: &[Hash]) -> Fixture {
     let leaves = all[..n as usize].to_vec();
     // In-memory stored hashes, in stored-index order.
@@ -198,13 +207,7 @@ fn fixture(n: u64, all: &[Hash]) -> Fixture {
     // Equal work: the same single-leaf proofs (a sample, untimed).
     for &i in indexes.iter().take(16) {
         let ours = merkle::inclusion_proof(i, n, &vec).unwrap();
-        let theirs: Vec<Hash> = rs
-            .proof(&[i as usize])
-            .proof_hashes()
-            .iter()
-            .map(|h| Hash(*h))
-            .collect();
-        assert_eq!(ours, theirs, "inclusion proof of {i} in {n}");
+        assert_eq!(ours, rs_proof(&rs, i), "inclusion proof of {i} in {n}");
     }
     Fixture {
         n,
@@ -533,13 +536,7 @@ fn bench_answer(c: &mut Criterion, fx: &[Fixture]) {
         let at_once = merkle::inclusion_proofs(&indexes, n, &f.vec).unwrap();
         for (&i, p) in indexes.iter().zip(&at_once) {
             assert_eq!(*p, merkle::inclusion_proof(i, n, &f.vec).unwrap());
-            let theirs: Vec<Hash> = rs
-                .proof(&[i as usize])
-                .proof_hashes()
-                .iter()
-                .map(|h| Hash(*h))
-                .collect();
-            assert_eq!(*p, theirs, "proof of {i} in {n}");
+            assert_eq!(*p, rs_proof(&rs, i), "proof of {i} in {n}");
         }
         group.bench_with_input(BenchmarkId::new("ours-at-once", n), &n, |b, &n| {
             b.iter(|| {
