@@ -49,6 +49,55 @@ const META_LAYOUT: &[u8] = b"layout";
 /// hashes stored, 32-byte holder keys, 16-byte dedup keys) are refused at
 /// open: read this way, their hashes and records would be misread.
 const LAYOUT: &[u8] = &[1];
+/// The tree sizes at which the batches whose status-map changes are not
+/// yet written back to the map's pages ended, oldest first (u64
+/// big-endian each); absent when there are none. Each has its changes
+/// under [`map_changes_key`].
+const META_MAP_PENDING: &[u8] = b"map-pending";
+/// The map's pages are written back once this many batches' changes are
+/// held in memory ([`HotPages::write_back`]), or once they hold
+/// [`MAP_WRITE_BACK_PAGES`] pages, and at a clean stop. A page that
+/// several of them changed is then written once, and no batch encodes
+/// pages; what is replayed at open stays small (see [`replay_map_changes`]).
+const MAP_WRITE_BACK_BATCHES: usize = 16;
+/// See [`MAP_WRITE_BACK_BATCHES`]: about 1 KiB each, decoded.
+const MAP_WRITE_BACK_PAGES: usize = 16_384;
+
+/// Where the status-map changes of the batch that ended at tree size
+/// `size` are kept until the pages are written back.
+fn map_changes_key(size: u64) -> Vec<u8> {
+    let mut k = b"map-changes/".to_vec();
+    k.extend_from_slice(&size.to_be_bytes());
+    k
+}
+
+/// A batch's status-map changes as kept in [`Space::Meta`]: for each, in
+/// key order, the map key (32 bytes), the value's length (u16 big-endian)
+/// and the value.
+fn encode_map_changes(updates: &[(Hash, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(updates.iter().map(|(_, v)| 34 + v.len()).sum());
+    for (key, value) in updates {
+        out.extend_from_slice(&key.0);
+        // Status records are tens of bytes.
+        out.extend_from_slice(&(value.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+fn decode_map_changes(mut b: &[u8]) -> Result<Vec<(Hash, Vec<u8>)>, LedgerError> {
+    let bad = || LedgerError::Corrupt("a batch's kept status-map changes are truncated".into());
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let (key, rest) = b.split_first_chunk::<32>().ok_or_else(bad)?;
+        let (len, rest) = rest.split_first_chunk::<2>().ok_or_else(bad)?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        let value = rest.get(..len).ok_or_else(bad)?;
+        out.push((Hash(*key), value.to_vec()));
+        b = &rest[len..];
+    }
+    Ok(out)
+}
 
 /// Errors of the ledger itself (not of one submitted event; see
 /// [`Refusal`]).
@@ -868,7 +917,8 @@ impl<S: Store> Ledger<S> {
             }
             Err(e) => return Err(LedgerError::Corrupt(format!("last entry: {e}"))),
         };
-        ledger.hot = Arc::new(HotPages::load(&*ledger.reader.store)?);
+        let stored = HotPages::load(&*ledger.reader.store)?;
+        ledger.hot = Arc::new(replay_map_changes(&*ledger.reader.store, stored, size)?);
         let map_root = smt::root(&MapPages::with_hot(&*ledger.reader.store, &ledger.hot))
             .map_err(corrupt("status map"))?;
         if map_root != head.map_root {
@@ -1189,11 +1239,19 @@ impl<S: Store> Ledger<S> {
     /// A storage error; the checkpoint stays unsaved (the next open signs
     /// it again).
     pub fn save_checkpoint(&mut self) -> Result<(), LedgerError> {
+        let mut batch = Batch::new();
         if let Some(c) = &self.unsaved {
-            let mut batch = Batch::new();
             put_checkpoint(&mut batch, c);
-            self.reader.store.commit(batch)?;
-            self.unsaved = None;
+        }
+        let hot =
+            (self.hot.unwritten_len().0 > 0).then(|| write_back_map(&self.hot, &mut batch, None));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.reader.store.commit(batch)?;
+        self.unsaved = None;
+        if let Some(hot) = hot {
+            self.hot = Arc::new(hot);
         }
         Ok(())
     }
@@ -1768,7 +1826,7 @@ fn seal<S: Store>(
         }
     }
     let map = smt::update(&work.pages, &updates).map_err(map_failed)?;
-    work.pages.write(&map.writes, &mut work.batch)?;
+    work.pages.defer(&map.writes, &mut work.batch)?;
     // 3. The head record ends the batch; its time never goes backwards.
     let head = HeadRecord {
         time_ms: now_ms.max(last_head_ms),
@@ -1777,20 +1835,135 @@ fn seal<S: Store>(
     let bytes = head.encode();
     let leaf = leaf_hash(&bytes);
     work.push_entry(bytes, leaf)?;
-    work.batch
-        .put(Space::Meta, META_SIZE, work.frontier.size().to_be_bytes());
+    let size = work.frontier.size();
+    work.batch.put(Space::Meta, META_SIZE, size.to_be_bytes());
     if work.registry_changed {
         work.batch
             .put(Space::Meta, META_REGISTRY, encode_registry(&work.registry));
     }
+    // The map's changed pages stay in memory; the store keeps the changes
+    // themselves until the pages are written back.
+    let hot = work.hot.absorb(work.pages.into_parts(), size);
+    let (batches, pages) = hot.unwritten_len();
+    let hot = if batches >= MAP_WRITE_BACK_BATCHES || pages >= MAP_WRITE_BACK_PAGES {
+        write_back_map(&hot, &mut work.batch, Some(size))
+    } else {
+        if !map.writes.is_empty() {
+            work.batch.put(
+                Space::Meta,
+                map_changes_key(size),
+                encode_map_changes(&updates),
+            );
+            work.batch
+                .put(Space::Meta, META_MAP_PENDING, pending_list(&hot));
+        }
+        hot
+    };
     // 4. Atomic and durable (the Store contract).
     work.store.commit(work.batch)?;
     Ok(Sealed {
         frontier: work.frontier,
         registry: work.registry,
         head_ms: head.time_ms,
-        hot: work.hot.absorb(work.pages.into_parts()),
+        hot,
     })
+}
+
+/// The value of [`META_MAP_PENDING`] for `hot`.
+fn pending_list(hot: &HotPages) -> Vec<u8> {
+    hot.unwritten_sizes().flat_map(u64::to_be_bytes).collect()
+}
+
+/// Adds to `batch` the write-back of every map page `hot` holds unwritten,
+/// and drops the changes kept for them (but for the batch ending at
+/// `unkept`, whose changes were not stored); returns the version of `hot`
+/// that `batch`'s commit makes current.
+fn write_back_map(hot: &HotPages, batch: &mut Batch, unkept: Option<u64>) -> HotPages {
+    for size in hot.unwritten_sizes() {
+        if Some(size) != unkept {
+            batch.delete(Space::Meta, map_changes_key(size));
+        }
+    }
+    batch.delete(Space::Meta, META_MAP_PENDING);
+    hot.write_back(batch)
+}
+
+/// Brings `hot` (the map's pages as stored) up to the log: replays, in
+/// order, the status-map changes kept for each batch whose pages were not
+/// written back, checking the map root after each against the head record
+/// that ended that batch. `size` is the stored tree size.
+///
+/// # Errors
+/// [`LedgerError::Corrupt`] when the kept changes are missing, malformed,
+/// or do not give the map root their head record says.
+fn replay_map_changes<S: ReadStore + ?Sized>(
+    store: &S,
+    mut hot: HotPages,
+    size: u64,
+) -> Result<HotPages, LedgerError> {
+    let Some(list) = store.get(Space::Meta, META_MAP_PENDING)? else {
+        return Ok(hot);
+    };
+    if list.is_empty() || list.len() % 8 != 0 {
+        return Err(LedgerError::Corrupt(format!(
+            "the list of batches with unwritten map pages is {} bytes long",
+            list.len()
+        )));
+    }
+    let ends: Vec<u64> = list
+        .chunks_exact(8)
+        .map(|c| {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(c);
+            u64::from_be_bytes(be)
+        })
+        .collect();
+    // The whole list before any replay.
+    let mut last = 0;
+    for &end in &ends {
+        if end <= last || end > size {
+            return Err(LedgerError::Corrupt(format!(
+                "batch end {end} in the list of batches with unwritten map pages is out of \
+                 order or past the tree's size {size}"
+            )));
+        }
+        last = end;
+    }
+    for end in ends {
+        let kept = store
+            .get(Space::Meta, &map_changes_key(end))?
+            .ok_or_else(|| {
+                LedgerError::Corrupt(format!(
+                    "the status-map changes of the batch ending at {end} are missing"
+                ))
+            })?;
+        let updates = decode_map_changes(&kept)?;
+        let pages = MapPages::with_hot(store, &hot);
+        let map = smt::update(&pages, &updates).map_err(map_failed)?;
+        // The layout key is stored already: it came with the first
+        // changes kept.
+        pages.defer(&map.writes, &mut Batch::new())?;
+        let head = match Entry::decode(&read_entry_bytes(store, end - 1)?) {
+            Ok(Entry::Head(h)) => h,
+            _ => {
+                return Err(LedgerError::Corrupt(format!(
+                    "entry {} ends a batch with kept map changes but is not a head record",
+                    end - 1
+                )))
+            }
+        };
+        if map.root != head.map_root {
+            return Err(LedgerError::Corrupt(format!(
+                "the status-map changes kept for the batch ending at {end} give root {}, but \
+                 its head record says {}",
+                map.root.to_hex(),
+                head.map_root.to_hex()
+            )));
+        }
+        let parts = pages.into_parts();
+        hot = hot.absorb(parts, end);
+    }
+    Ok(hot)
 }
 
 impl<S: Store> Ledger<S> {

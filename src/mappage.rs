@@ -8,7 +8,7 @@
 //! (hashing, proofs, update rules) is `smt`, which sees nodes through
 //! [`NodeReader`] and does not know pages exist.
 //!
-//! Layout 4. Page `(s, p)` (`p` = the first `4s` bits of a path) holds the
+//! Layout 5. Page `(s, p)` (`p` = the first `4s` bits of a path) holds the
 //! nodes at depths `4s+1 … 4s+4` below `p`: up to 30 positions
 //! (2 + 4 + 8 + 16), and page `(0, ε)` also holds the root. A page thus
 //! holds both children of every node whose children it holds any of, so
@@ -24,7 +24,7 @@
 //!              only in page (0, ε))
 //!              ‖ for each present slot, in order, its node bytes (they
 //!              say their own length)
-//! layout key = 0xff (one byte), value 0x04: written with the first page
+//! layout key = 0xff (one byte), value 0x05: written with the first page
 //! ```
 //!
 //! Node bytes are `smt::Node::encode`. A page with no node is deleted. The
@@ -35,9 +35,16 @@
 //! otherwise rewrite nearly all of them. Pages with a leaf there (a small
 //! map) are stored, and so is the root page. An auditor's store
 //! ([`PageCache`]) stores every page.
+//! The node's pages may lag its log: its writer keeps the pages each batch
+//! changes in memory ([`MapPages::defer`], [`HotPages::absorb`]), where its
+//! readers find them too, and writes them back some batches later
+//! ([`HotPages::write_back`]); the ledger keeps each batch's map changes
+//! until then, and replays them at open.
 //! The layout is storage only: no hash, proof or wire format depends on it.
-//! Layout 3 (until 2026-12-02: every page stored, layout key 0x03) is read
-//! as it is, and becomes layout 4 with its first batch. Other layouts are
+//! Layout 4 (until 2026-12-02 19:00 UTC: these pages, each written with the
+//! batch that changed it) and layout 3 (until 2026-12-02: every page
+//! stored, layout key 0x03) are read as they are, and become layout 5 with
+//! their first batch. Other layouts are
 //! refused with an error at open: layout 1 (until 2026-12-01: pages of
 //! depths `4s … 4s+3`, a `u16` bitmap, no layout key) and layout 2 (for
 //! some hours on 2026-12-01: this one with a `u16` length before each
@@ -64,8 +71,14 @@ pub(crate) type Page = [Option<Node>; SLOTS];
 /// one byte long with this value: strata are 0 … 63).
 const LAYOUT_KEY: &[u8] = &[0xff];
 
-/// The layout this build reads and writes.
-const LAYOUT: &[u8] = &[4];
+/// The layout this build reads and writes: layout 4's pages, which the
+/// node may write back some batches after they changed (the ledger keeps
+/// each batch's map changes until then, [`HotPages::absorb`]).
+const LAYOUT: &[u8] = &[5];
+
+/// The older layout this build also reads: pages as in this one, each
+/// written with the batch that changed it.
+const LAYOUT_WRITTEN: &[u8] = &[4];
 
 /// The older layout this build also reads: every page stored.
 const LAYOUT_ALL_STORED: &[u8] = &[3];
@@ -211,9 +224,23 @@ pub struct HotPages {
     stored: Vec<bool>,
     /// Whether the store's layout key says [`LAYOUT`] already.
     layout_current: bool,
+    /// The pages changed by committed batches whose changes are not
+    /// written back to the store yet ([`MapPages::defer`]), a batch at a
+    /// time, oldest first. A page not found here nor in the hot strata is
+    /// read from the store, which holds it as it was before them.
+    unwritten: Vec<Arc<Unwritten>>,
 }
 
-/// What [`MapPages::write`] did besides its pages, for [`HotPages::absorb`].
+/// The pages one batch changed, as they are after it.
+#[derive(Clone, PartialEq)]
+pub(crate) struct Unwritten {
+    /// The tree size the batch ended at.
+    pub(crate) size: u64,
+    pages: FxHashMap<PageId, Arc<Page>>,
+}
+
+/// What [`MapPages::write`] or [`MapPages::defer`] did besides its pages,
+/// for [`HotPages::absorb`].
 #[derive(Default)]
 pub(crate) struct Written {
     /// Pages of the derived strata stored (true) or dropped (false), by
@@ -221,6 +248,8 @@ pub(crate) struct Written {
     stored: Vec<(usize, bool)>,
     /// The layout key was written.
     layout: bool,
+    /// Pages changed and not written ([`MapPages::defer`]), in key order.
+    deferred: Vec<PageId>,
 }
 
 impl HotPages {
@@ -231,6 +260,7 @@ impl HotPages {
             // As if stored: a page that is not would only be deleted again.
             stored: vec![true; DERIVED_PAGES],
             layout_current: false,
+            unwritten: Vec::new(),
         }
     }
 
@@ -245,17 +275,23 @@ impl HotPages {
         let root = PageId(NodeId::root());
         let root_raw = store.get(Space::MapPage, &root.key())?;
         let layout = store.get(Space::MapPage, LAYOUT_KEY)?;
-        if layout.is_none() && root_raw.is_none() {
-            // No map yet (the layout key comes with the first pages).
+        if layout.is_some() || root_raw.is_some() {
+            // Before any page is decoded: another layout's bytes would only
+            // fail to decode.
+            check_layout_value(layout.as_deref())?;
+        }
+        if root_raw.is_none() {
+            // No map stored yet: every layout stores the root page of a
+            // map that is not empty. (The layout key comes with the first
+            // pages, or, where they are written back later, with the first
+            // batch that changes the map.)
             return Ok(HotPages {
                 pages: vec![Some(empty); HOT_PAGES],
                 stored: vec![false; DERIVED_PAGES],
-                layout_current: false,
+                layout_current: layout.as_deref() == Some(LAYOUT),
+                unwritten: Vec::new(),
             });
         }
-        // Before any page is decoded: another layout's bytes would only
-        // fail to decode.
-        check_layout_value(layout.as_deref())?;
         // Every page id of the hot strata, in hot-index order.
         let mut ids = vec![root];
         for s in 0..HOT_STRATA - 1 {
@@ -315,34 +351,95 @@ impl HotPages {
             pages,
             stored,
             layout_current: layout.as_deref() == Some(LAYOUT),
+            unwritten: Vec::new(),
         })
     }
 
     /// This version with the pages a committed update read or wrote, which
     /// are the store's pages after it, and the derived-strata pages that
-    /// update stored or dropped (both from [`MapPages::into_parts`]).
+    /// update stored or dropped (both from [`MapPages::into_parts`]). The
+    /// pages it changed without writing them ([`MapPages::defer`]) are
+    /// kept as the changes of the batch that ended at tree size `size`.
     pub(crate) fn absorb(
         &self,
         (pages, written): (FxHashMap<PageId, Arc<Page>>, Written),
+        size: u64,
     ) -> HotPages {
         let mut next = self.clone();
         next.layout_current |= written.layout;
-        let stored = written.stored;
+        if !written.deferred.is_empty() {
+            let changed = written
+                .deferred
+                .iter()
+                .filter_map(|id| Some((*id, pages.get(id)?.clone())))
+                .collect();
+            next.unwritten.push(Arc::new(Unwritten {
+                size,
+                pages: changed,
+            }));
+        }
         for (id, page) in pages {
             if let Some(slot) = hot_index(&id).and_then(|i| next.pages.get_mut(i)) {
                 *slot = Some(page);
             }
         }
-        for (i, is_stored) in stored {
-            if let Some(s) = next.stored.get_mut(i) {
+        next.mark_stored(&written.stored);
+        next
+    }
+
+    fn mark_stored(&mut self, stored: &[(usize, bool)]) {
+        for &(i, is_stored) in stored {
+            if let Some(s) = self.stored.get_mut(i) {
                 *s = is_stored;
             }
         }
+    }
+
+    /// The batches whose map changes are not written back, oldest first:
+    /// the tree size each ended at.
+    pub(crate) fn unwritten_sizes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.unwritten.iter().map(|u| u.size)
+    }
+
+    /// How many batches' changes are not written back, and how many pages
+    /// they hold (a page changed by two batches counts twice).
+    pub(crate) fn unwritten_len(&self) -> (usize, usize) {
+        let pages = self.unwritten.iter().map(|u| u.pages.len()).sum();
+        (self.unwritten.len(), pages)
+    }
+
+    /// Adds to `batch` every page the unwritten batches changed, as the
+    /// last of them left it, in key order, as [`MapPages::write`] would
+    /// have; returns the version whose store holds them (once `batch` is
+    /// committed).
+    pub(crate) fn write_back(&self, batch: &mut Batch) -> HotPages {
+        let mut latest: FxHashMap<PageId, &Arc<Page>> = FxHashMap::default();
+        for u in &self.unwritten {
+            latest.extend(u.pages.iter().map(|(id, p)| (*id, p)));
+        }
+        let mut ids: Vec<PageId> = latest.keys().copied().collect();
+        ids.sort_unstable();
+        let mut stored = Vec::new();
+        for id in ids {
+            put_changed(
+                Some(self),
+                &id,
+                latest.get(&id).map(|p| &***p),
+                batch,
+                &mut stored,
+            );
+        }
+        let mut next = self.clone();
+        next.mark_stored(&stored);
+        next.unwritten.clear();
         next
     }
 
     fn get(&self, id: &PageId) -> Option<&Arc<Page>> {
-        self.pages.get(hot_index(id)?)?.as_ref()
+        if let Some(p) = hot_index(id).and_then(|i| self.pages.get(i)?.as_ref()) {
+            return Some(p);
+        }
+        self.unwritten.iter().rev().find_map(|u| u.pages.get(id))
     }
 }
 
@@ -384,25 +481,26 @@ fn derive_page(i: usize, pages: &[Option<Page>]) -> Page {
 }
 
 /// Refuses a store that holds map pages unless its layout key says
-/// [`LAYOUT`] or [`LAYOUT_ALL_STORED`].
+/// [`LAYOUT`], [`LAYOUT_WRITTEN`] or [`LAYOUT_ALL_STORED`].
 fn check_layout<S: ReadStore + ?Sized>(store: &S) -> Result<(), StoreError> {
     check_layout_value(store.get(Space::MapPage, LAYOUT_KEY)?.as_deref())
 }
 
 /// [`check_layout`] on the layout key's value, read already.
 fn check_layout_value(layout: Option<&[u8]>) -> Result<(), StoreError> {
+    let read = format!(
+        "{}, {} and {}",
+        LAYOUT_ALL_STORED[0], LAYOUT_WRITTEN[0], LAYOUT[0]
+    );
     match layout {
-        Some(v) if v == LAYOUT || v == LAYOUT_ALL_STORED => Ok(()),
+        Some(v) if v == LAYOUT || v == LAYOUT_WRITTEN || v == LAYOUT_ALL_STORED => Ok(()),
         Some(v) => Err(StoreError::Io(format!(
-            "the status map's pages are in layout {}; this build reads layouts {} and {}",
+            "the status map's pages are in layout {}; this build reads layouts {read}",
             hex::encode(v),
-            LAYOUT_ALL_STORED[0],
-            LAYOUT[0]
         ))),
         None => Err(StoreError::Io(format!(
             "the status map's pages are in layout 1 (written before 2026-12-01); this build \
-             reads layouts {} and {} only, and no converter exists yet",
-            LAYOUT_ALL_STORED[0], LAYOUT[0]
+             reads layouts {read} only, and no converter exists yet"
         ))),
     }
 }
@@ -533,29 +631,42 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
         }
         let dirty = self.stage(writes)?;
         let pages = self.pages.borrow();
-        let stored = &mut written.stored;
         for id in dirty {
             let page = pages.get(&id).map(|p| &**p);
-            let derived = self.hot.zip(hot_index(&id).filter(|&i| omissible(i)));
-            let Some((hot, i)) = derived else {
-                put_page(&id, page, batch);
-                continue;
-            };
-            let derivable = page.is_none_or(|p| {
-                p.iter()
-                    .all(|n| matches!(n, None | Some(Node::Interior(_))))
-            });
-            if derivable {
-                // Nothing to store: drop what the store holds, if anything.
-                if hot.stored.get(i).copied().unwrap_or(true) {
-                    batch.delete(Space::MapPage, id.key());
-                }
-                stored.push((i, false));
-            } else {
-                put_page(&id, page, batch);
-                stored.push((i, true));
-            }
+            put_changed(self.hot, &id, page, batch, &mut written.stored);
         }
+        Ok(())
+    }
+
+    /// [`MapPages::stage`], keeping the changed pages for
+    /// [`HotPages::absorb`] instead of writing them: the node's writer
+    /// writes them back some batches later ([`HotPages::write_back`]).
+    /// Adds the layout key to `batch` if the store does not say
+    /// [`LAYOUT`] yet, so that no older build reads a map whose pages lag.
+    ///
+    /// # Errors
+    /// [`StoreError`] when a page cannot be read or decoded, or this map
+    /// has no [`HotPages`] to keep the pages in.
+    pub(crate) fn defer(
+        &self,
+        writes: &[(NodeId, Option<Node>)],
+        batch: &mut Batch,
+    ) -> Result<(), StoreError> {
+        let Some(hot) = self.hot else {
+            return Err(StoreError::Io(
+                "deferred map pages need the writer's hot pages".into(),
+            ));
+        };
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let dirty = self.stage(writes)?;
+        let mut written = self.written.borrow_mut();
+        if !hot.layout_current {
+            batch.put(Space::MapPage, LAYOUT_KEY, LAYOUT);
+            written.layout = true;
+        }
+        written.deferred = dirty;
         Ok(())
     }
 
@@ -630,6 +741,37 @@ impl<S: ReadStore + ?Sized> MapPages<'_, S> {
             }
         }
         Ok(())
+    }
+}
+
+/// Adds changed page `id` to `batch` as the store keeps it: through
+/// `hot` (the node's store), a page of the [`DERIVED_STRATA`] that holds
+/// interior nodes only is not stored, and a stored copy is dropped (noted
+/// in `stored`); any other page is put, or deleted when it holds no node.
+fn put_changed(
+    hot: Option<&HotPages>,
+    id: &PageId,
+    page: Option<&Page>,
+    batch: &mut Batch,
+    stored: &mut Vec<(usize, bool)>,
+) {
+    let Some((hot, i)) = hot.zip(hot_index(id).filter(|&i| omissible(i))) else {
+        put_page(id, page, batch);
+        return;
+    };
+    let derivable = page.is_none_or(|p| {
+        p.iter()
+            .all(|n| matches!(n, None | Some(Node::Interior(_))))
+    });
+    if derivable {
+        // Nothing to store: drop what the store holds, if anything.
+        if hot.stored.get(i).copied().unwrap_or(true) {
+            batch.delete(Space::MapPage, id.key());
+        }
+        stored.push((i, false));
+    } else {
+        put_page(id, page, batch);
+        stored.push((i, true));
     }
 }
 
@@ -852,7 +994,7 @@ mod tests {
         store.commit(b).unwrap();
         assert_eq!(
             store.get(Space::MapPage, LAYOUT_KEY).unwrap(),
-            Some(vec![4])
+            Some(vec![5])
         );
         assert!(HotPages::load(&store).is_ok());
         // Later batches do not write it again.
@@ -870,6 +1012,15 @@ mod tests {
         assert!(err.contains("layout 02"), "{err}");
         let err = PageCache::open(&store).err().unwrap().to_string();
         assert!(err.contains("layout 02"), "{err}");
+        // Layouts 3 and 4 are read as they are.
+        for older in [3u8, 4] {
+            let mut b = Batch::new();
+            b.put(Space::MapPage, LAYOUT_KEY.to_vec(), vec![older]);
+            store.commit(b).unwrap();
+            let loaded = HotPages::load(&store).unwrap();
+            assert!(!loaded.layout_current);
+            assert!(PageCache::open(&store).is_ok());
+        }
     }
 
     /// The next `len` updates of a run over 350 keys (later ones change
@@ -893,7 +1044,7 @@ mod tests {
         let up = smt::update(&pages, updates).unwrap();
         let mut b = Batch::new();
         pages.write(&up.writes, &mut b).unwrap();
-        *hot = hot.absorb(pages.into_parts());
+        *hot = hot.absorb(pages.into_parts(), 0);
         store.commit(b).unwrap();
         up
     }
@@ -1022,7 +1173,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(
             legacy.get(Space::MapPage, LAYOUT_KEY).unwrap(),
-            Some(vec![4])
+            Some(vec![5])
         );
         let left = top_stored(&legacy);
         assert!(
@@ -1084,7 +1235,7 @@ mod tests {
             let up = smt::update(&pages, &updates).unwrap();
             let mut b = Batch::new();
             pages.write(&up.writes, &mut b).unwrap();
-            let next = hot.absorb(pages.into_parts());
+            let next = hot.absorb(pages.into_parts(), 0);
             store.commit(b).unwrap();
             hot = next;
             assert_eq!(
@@ -1102,6 +1253,72 @@ mod tests {
             .keys()
             .any(|k| k.len() > 2 && (40..64).contains(&k[1])));
         assert_store_holds(&store, &nodes);
+    }
+
+    /// The node's writer keeps each batch's changed pages unwritten
+    /// ([`MapPages::defer`]) and writes them back some batches later: it
+    /// reads every node as the per-update way does meanwhile, and once
+    /// written back its store holds byte for byte what that way's holds,
+    /// layout key, dropped top pages and all.
+    #[test]
+    fn pages_written_back_equal_pages_written_with_every_update() {
+        let per_update = MemStore::new();
+        let deferred = MemStore::new();
+        let mut eager = HotPages::load(&per_update).unwrap();
+        let mut hot = HotPages::load(&deferred).unwrap();
+        let mut n = 0u32;
+        // Small rounds first (a map with leaves in the top strata), then
+        // thousands of keys (interior-only top pages, which are dropped,
+        // and pages below the hot strata).
+        let rounds = [1u32, 2, 7, 100, 1, 300, 2000, 3, 4000, 20, 1, 600];
+        for (round, len) in rounds.into_iter().enumerate() {
+            let updates: Vec<(Hash, Vec<u8>)> = if len < 1000 {
+                next_updates(&mut n, len)
+            } else {
+                (n..n + len)
+                    .map(|i| (key(i + 1_000_000), i.to_be_bytes().to_vec()))
+                    .collect()
+            };
+            n += if len < 1000 { 0 } else { len };
+            let expected = update_and_commit(&per_update, &mut eager, &updates);
+
+            let pages = MapPages::with_hot(&deferred, &hot);
+            let got = smt::update(&pages, &updates).unwrap();
+            let mut b = Batch::new();
+            pages.defer(&got.writes, &mut b).unwrap();
+            hot = hot.absorb(pages.into_parts(), round as u64 + 1);
+            // Only the layout key, with the first batch.
+            assert!(b
+                .ops()
+                .iter()
+                .all(|(space, k, _)| *space == Space::MapPage && k == LAYOUT_KEY));
+            assert_eq!(b.is_empty(), round > 0, "round {round}");
+            deferred.commit(b).unwrap();
+            assert_eq!(got, expected, "round {round}");
+            // Every node read through the unwritten pages is the store's.
+            let through = MapPages::with_hot(&deferred, &hot);
+            assert_eq!(smt::root(&through).unwrap(), expected.root);
+            // (A later update of a key in the same round wins.)
+            let last: BTreeMap<&Hash, &Vec<u8>> = updates.iter().map(|(k, v)| (k, v)).collect();
+            for (k, v) in last {
+                assert_eq!(smt::get(&through, k).unwrap().as_ref(), Some(v));
+            }
+            if round % 4 == 3 || round + 1 == rounds.len() {
+                assert!(hot.unwritten_len().0 > 0);
+                let sizes: Vec<u64> = hot.unwritten_sizes().collect();
+                assert_eq!(sizes.last(), Some(&(round as u64 + 1)));
+                let mut b = Batch::new();
+                hot = hot.write_back(&mut b);
+                deferred.commit(b).unwrap();
+                assert_eq!(hot.unwritten_len(), (0, 0));
+                assert_eq!(deferred.dump(), per_update.dump(), "round {round}");
+                assert!(HotPages::load(&deferred).unwrap() == hot, "round {round}");
+            }
+        }
+        assert_eq!(
+            deferred.get(Space::MapPage, LAYOUT_KEY).unwrap().as_deref(),
+            Some(LAYOUT)
+        );
     }
 
     /// The auditor's way (pages kept decoded, written at commits only)

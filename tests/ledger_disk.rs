@@ -920,3 +920,126 @@ fn proof_size(p: &revledger::status::StatusProof) -> u64 {
     .unwrap()
     .size()
 }
+
+/// Where the ledger keeps the status-map changes of the batch that ended
+/// at tree size `size` until it writes the map's pages back.
+fn map_changes_key(size: u64) -> Vec<u8> {
+    let mut k = b"map-changes/".to_vec();
+    k.extend_from_slice(&size.to_be_bytes());
+    k
+}
+
+const MAP_PENDING: &[u8] = b"map-pending";
+
+/// Each batch's changed map pages stay in memory and the store keeps the
+/// batch's map changes instead; the 16th such batch writes every page
+/// back and drops the kept changes. A node stopped without writing back
+/// replays them at open and serves the same proofs, and so does one
+/// reading only written-back pages.
+#[test]
+fn map_pages_are_written_back_later_and_kept_changes_replayed_at_open() {
+    let store = Arc::new(MemStore::new());
+    let mut l = registered(store.clone());
+    let mut ends: Vec<u64> = Vec::new();
+    let mut n = 0u32;
+    for b in 0..20u64 {
+        let mut events: Vec<Vec<u8>> = (0..3)
+            .map(|_| {
+                n += 1;
+                issue(n)
+            })
+            .collect();
+        if b == 17 {
+            let lost = Action::Suspend {
+                reason: Reason::Lost,
+            };
+            events.push(signed(lost, credential(2), holder(2), T0 + 2));
+        }
+        let r = l.append_events(&events, T0 + 10 + b).unwrap();
+        assert!(r
+            .outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Accepted { .. })));
+        ends.push(r.checkpoint.size());
+        let pending = store.get(Space::Meta, MAP_PENDING).unwrap();
+        if b == 15 {
+            assert_eq!(pending, None, "batch {b}");
+            for e in &ends {
+                assert_eq!(store.get(Space::Meta, &map_changes_key(*e)).unwrap(), None);
+            }
+            ends.clear();
+        } else {
+            let want: Vec<u8> = ends.iter().flat_map(|e| e.to_be_bytes()).collect();
+            assert_eq!(pending, Some(want), "batch {b}");
+            for e in &ends {
+                assert!(store
+                    .get(Space::Meta, &map_changes_key(*e))
+                    .unwrap()
+                    .is_some());
+            }
+        }
+    }
+    assert_eq!(ends.len(), 4);
+    let proofs: Vec<_> = (1..=n)
+        .map(|i| l.status_proof(&credential(i)).unwrap())
+        .collect();
+    let ckpt = l.checkpoint();
+    // Stopped without a clean stop: four batches' pages are not written.
+    drop(l);
+    let mut l = Ledger::open(store.clone(), log_signer(), T0 + 100).unwrap();
+    assert_eq!(l.checkpoint().note_text(), ckpt.note_text());
+    for i in 1..=n {
+        assert_eq!(
+            l.status_proof(&credential(i)).unwrap(),
+            proofs[i as usize - 1]
+        );
+    }
+    // A clean stop writes them back.
+    l.save_checkpoint().unwrap();
+    assert_eq!(store.get(Space::Meta, MAP_PENDING).unwrap(), None);
+    for e in &ends {
+        assert_eq!(store.get(Space::Meta, &map_changes_key(*e)).unwrap(), None);
+    }
+    drop(l);
+    let l = Ledger::open(store.clone(), log_signer(), T0 + 101).unwrap();
+    for i in 1..=n {
+        assert_eq!(
+            l.status_proof(&credential(i)).unwrap(),
+            proofs[i as usize - 1]
+        );
+    }
+}
+
+/// Kept map changes that are altered, cut short or out of order are
+/// refused at open, saying which.
+#[test]
+fn open_refuses_kept_map_changes_that_were_altered() {
+    for (what, needle) in [
+        ("value", "give root"),
+        ("truncated", "truncated"),
+        ("order", "out of order"),
+    ] {
+        let store = Arc::new(MemStore::new());
+        let mut l = registered(store.clone());
+        let first = l.append_events(&[issue(1), issue(2)], T0 + 1).unwrap();
+        let second = l.append_events(&[issue(3)], T0 + 2).unwrap();
+        drop(l);
+        let (s1, s2) = (first.checkpoint.size(), second.checkpoint.size());
+        let found = match what {
+            "value" => store.tamper(Space::Meta, &map_changes_key(s2), |v| {
+                if let Some(b) = v.last_mut() {
+                    *b ^= 1;
+                }
+            }),
+            "truncated" => store.tamper(Space::Meta, &map_changes_key(s1), |v| {
+                v.pop();
+            }),
+            _ => store.tamper(Space::Meta, MAP_PENDING, |v| v.rotate_left(8)),
+        };
+        assert!(found, "{what}");
+        assert_corrupt(
+            Ledger::open(store.clone(), log_signer(), T0 + 3).map(|_| ()),
+            needle,
+        );
+    }
+}

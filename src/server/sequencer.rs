@@ -250,7 +250,7 @@ fn run(
             Err(RecvTimeoutError::Disconnected) => {
                 let mut l = ledger.lock().unwrap_or_else(|p| p.into_inner());
                 if let Err(e) = l.save_checkpoint() {
-                    tracing::warn!(error = %e, "the last checkpoint was not stored; the next start signs it again");
+                    tracing::warn!(error = %e, "the last checkpoint or the map's pages were not stored; the next start signs it again and replays the map changes kept");
                 }
                 return;
             }
