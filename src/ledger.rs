@@ -74,15 +74,22 @@ fn map_changes_key(size: u64) -> Vec<u8> {
 /// A batch's status-map changes as kept in [`Space::Meta`]: for each, in
 /// key order, the map key (32 bytes), the value's length (u16 big-endian)
 /// and the value.
-fn encode_map_changes(updates: &[(Hash, Vec<u8>)]) -> Vec<u8> {
+fn encode_map_changes(updates: &[(Hash, Vec<u8>)]) -> Result<Vec<u8>, LedgerError> {
     let mut out = Vec::with_capacity(updates.iter().map(|(_, v)| 34 + v.len()).sum());
     for (key, value) in updates {
+        // Status records are tens of bytes; anything else is a bug, not
+        // something to store cut short.
+        let len = u16::try_from(value.len()).map_err(|_| {
+            LedgerError::Corrupt(format!(
+                "a status map value of {} bytes cannot be kept",
+                value.len()
+            ))
+        })?;
         out.extend_from_slice(&key.0);
-        // Status records are tens of bytes.
-        out.extend_from_slice(&(value.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(value);
     }
-    out
+    Ok(out)
 }
 
 fn decode_map_changes(mut b: &[u8]) -> Result<Vec<(Hash, Vec<u8>)>, LedgerError> {
@@ -1852,7 +1859,7 @@ fn seal<S: Store>(
             work.batch.put(
                 Space::Meta,
                 map_changes_key(size),
-                encode_map_changes(&updates),
+                encode_map_changes(&updates)?,
             );
             work.batch
                 .put(Space::Meta, META_MAP_PENDING, pending_list(&hot));
@@ -2329,6 +2336,27 @@ mod tests {
 
     /// The kept level-0 tiles are bounded: past the capacity, the oldest
     /// goes; keeping a tile again neither grows nor reorders the list.
+    /// A batch's kept map changes decode to what was kept; a record cut
+    /// anywhere but between two changes is refused (a cut there gives
+    /// fewer changes, which the replay's root check refuses).
+    #[test]
+    fn kept_map_changes_round_trip_and_cut_records_are_refused() {
+        let updates = vec![(Hash([1; 32]), vec![1, 2, 3]), (Hash([2; 32]), vec![])];
+        let b = encode_map_changes(&updates).unwrap();
+        assert_eq!(b.len(), 34 + 3 + 34);
+        assert_eq!(decode_map_changes(&b).unwrap(), updates);
+        for cut in 1..b.len() {
+            let got = decode_map_changes(&b[..cut]);
+            if cut == 37 {
+                assert_eq!(got.unwrap(), updates[..1].to_vec());
+            } else {
+                assert!(matches!(got, Err(LedgerError::Corrupt(_))), "{cut}");
+            }
+        }
+        assert!(decode_map_changes(&[]).unwrap().is_empty());
+        assert!(encode_map_changes(&[(Hash([0; 32]), vec![0; 65_536])]).is_err());
+    }
+
     #[test]
     fn kept_leaf_tiles_are_bounded_oldest_first() {
         let tile = |i: u64| TilePath::hash(0, i, 256).unwrap();

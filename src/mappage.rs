@@ -666,7 +666,9 @@ impl<'a, S: ReadStore + ?Sized> MapPages<'a, S> {
             batch.put(Space::MapPage, LAYOUT_KEY, LAYOUT);
             written.layout = true;
         }
-        written.deferred = dirty;
+        written.deferred.extend(dirty);
+        written.deferred.sort_unstable();
+        written.deferred.dedup();
         Ok(())
     }
 
