@@ -41,7 +41,7 @@
 //! ([`HotPages::write_back`]); the ledger keeps each batch's map changes
 //! until then, and replays them at open.
 //! The layout is storage only: no hash, proof or wire format depends on it.
-//! Layout 4 (until 2026-12-02 19:00 UTC: these pages, each written with the
+//! Layout 4 (until commit 19c4f8f, 2026-12-02: these pages, each written with the
 //! batch that changed it) and layout 3 (until 2026-12-02: every page
 //! stored, layout key 0x03) are read as they are, and become layout 5 with
 //! their first batch. Other layouts are
