@@ -177,7 +177,8 @@ struct ServeArgs {
     /// Nice value of the request handlers' threads (Linux). `auto`: 10 when
     /// the sequencer's nice value could not be set (no CAP_SYS_NICE), so
     /// that it still comes first, else the process's; `keep`: the
-    /// process's. Raising it needs no privilege.
+    /// process's. Raising it needs no privilege; below the process's own it
+    /// needs CAP_SYS_NICE or RLIMIT_NICE, else a warning is logged once.
     #[arg(long, default_value = "auto")]
     handler_nice: String,
     /// Logs as JSON lines (for log collectors) instead of text.
@@ -834,13 +835,24 @@ fn serve(a: ServeArgs) -> Result<()> {
         metrics,
         limiter: Arc::new(server::ratelimit::RateLimiter::new(rate, 2.0 * rate)),
     });
+    // Said once, not by every handler thread.
+    let nice_refused = Arc::new(std::sync::Once::new());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(move || {
             if let Some(n) = handler_nice {
                 // Raising a thread's nice value needs no privilege; going
-                // below the process's does, and then the thread keeps it.
-                let _ = revledger::priority::set_thread_nice(n);
+                // below the process's does, and without it the thread
+                // keeps the process's value.
+                if let Err(e) = revledger::priority::set_thread_nice(n) {
+                    nice_refused.call_once(|| {
+                        tracing::warn!(
+                            nice = n,
+                            error = %e,
+                            "request handlers keep the process's nice value (--handler-nice)"
+                        );
+                    });
+                }
             }
         })
         .build()?;
