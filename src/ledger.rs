@@ -60,7 +60,8 @@ const META_MAP_PENDING: &[u8] = b"map-pending";
 /// several of them changed is then written once, and no batch encodes
 /// pages; what is replayed at open stays small (see [`replay_map_changes`]).
 const MAP_WRITE_BACK_BATCHES: usize = 16;
-/// See [`MAP_WRITE_BACK_BATCHES`]: about 1 KiB each, decoded.
+/// See [`MAP_WRITE_BACK_BATCHES`]: 1,736 bytes each decoded (31 slots of
+/// 56 bytes), plus the leaves' values.
 const MAP_WRITE_BACK_PAGES: usize = 16_384;
 
 /// Where the status-map changes of the batch that ended at tree size
@@ -914,16 +915,11 @@ impl<S: Store> Ledger<S> {
             published = Some(ckpt);
         }
 
-        let head = match Entry::decode(&ledger.reader.read_entry(size - 1)?) {
-            Ok(Entry::Head(h)) => h,
-            Ok(_) => {
-                return Err(LedgerError::Corrupt(format!(
-                    "last entry {} is not a head record",
-                    size - 1
-                )))
-            }
-            Err(e) => return Err(LedgerError::Corrupt(format!("last entry: {e}"))),
-        };
+        let head = head_record(
+            &ledger.reader.read_entry(size - 1)?,
+            size - 1,
+            "is the last",
+        )?;
         let stored = HotPages::load(&*ledger.reader.store)?;
         ledger.hot = Arc::new(replay_map_changes(&*ledger.reader.store, stored, size)?);
         let map_root = smt::root(&MapPages::with_hot(&*ledger.reader.store, &ledger.hot))
@@ -1876,6 +1872,22 @@ fn seal<S: Store>(
     })
 }
 
+/// The head record in `bytes`, entry `index`, which `role` says ends a
+/// batch.
+///
+/// # Errors
+/// [`LedgerError::Corrupt`] when that entry is another kind, or does not
+/// decode.
+fn head_record(bytes: &[u8], index: u64, role: &str) -> Result<HeadRecord, LedgerError> {
+    match Entry::decode(bytes) {
+        Ok(Entry::Head(h)) => Ok(h),
+        Ok(_) => Err(LedgerError::Corrupt(format!(
+            "entry {index} {role} but is not a head record"
+        ))),
+        Err(e) => Err(LedgerError::Corrupt(format!("entry {index} {role}: {e}"))),
+    }
+}
+
 /// The value of [`META_MAP_PENDING`] for `hot`.
 fn pending_list(hot: &HotPages) -> Vec<u8> {
     hot.unwritten_sizes().flat_map(u64::to_be_bytes).collect()
@@ -1917,14 +1929,15 @@ fn replay_map_changes<S: ReadStore + ?Sized>(
             list.len()
         )));
     }
-    let ends: Vec<u64> = list
+    let ends = list
         .chunks_exact(8)
         .map(|c| {
-            let mut be = [0u8; 8];
-            be.copy_from_slice(c);
-            u64::from_be_bytes(be)
+            u64_value(
+                c,
+                "a batch end in the list of batches with unwritten map pages",
+            )
         })
-        .collect();
+        .collect::<Result<Vec<u64>, _>>()?;
     // The whole list before any replay.
     let mut last = 0;
     for &end in &ends {
@@ -1950,15 +1963,11 @@ fn replay_map_changes<S: ReadStore + ?Sized>(
         // The layout key is stored already: it came with the first
         // changes kept.
         pages.defer(&map.writes, &mut Batch::new())?;
-        let head = match Entry::decode(&read_entry_bytes(store, end - 1)?) {
-            Ok(Entry::Head(h)) => h,
-            _ => {
-                return Err(LedgerError::Corrupt(format!(
-                    "entry {} ends a batch with kept map changes but is not a head record",
-                    end - 1
-                )))
-            }
-        };
+        let head = head_record(
+            &read_entry_bytes(store, end - 1)?,
+            end - 1,
+            "ends a batch with kept map changes",
+        )?;
         if map.root != head.map_root {
             return Err(LedgerError::Corrupt(format!(
                 "the status-map changes kept for the batch ending at {end} give root {}, but \
@@ -2334,8 +2343,6 @@ mod tests {
         assert!(merge_holders(stored, &[(a, None), (b, None)]).is_empty());
     }
 
-    /// The kept level-0 tiles are bounded: past the capacity, the oldest
-    /// goes; keeping a tile again neither grows nor reorders the list.
     /// A batch's kept map changes decode to what was kept; a record cut
     /// anywhere but between two changes is refused (a cut there gives
     /// fewer changes, which the replay's root check refuses).
@@ -2357,6 +2364,8 @@ mod tests {
         assert!(encode_map_changes(&[(Hash([0; 32]), vec![0; 65_536])]).is_err());
     }
 
+    /// The kept level-0 tiles are bounded: past the capacity, the oldest
+    /// goes; keeping a tile again neither grows nor reorders the list.
     #[test]
     fn kept_leaf_tiles_are_bounded_oldest_first() {
         let tile = |i: u64| TilePath::hash(0, i, 256).unwrap();

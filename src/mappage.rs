@@ -417,17 +417,11 @@ impl HotPages {
         for u in &self.unwritten {
             latest.extend(u.pages.iter().map(|(id, p)| (*id, p)));
         }
-        let mut ids: Vec<PageId> = latest.keys().copied().collect();
-        ids.sort_unstable();
+        let mut latest: Vec<(PageId, &Arc<Page>)> = latest.into_iter().collect();
+        latest.sort_unstable_by_key(|(id, _)| *id);
         let mut stored = Vec::new();
-        for id in ids {
-            put_changed(
-                Some(self),
-                &id,
-                latest.get(&id).map(|p| &***p),
-                batch,
-                &mut stored,
-            );
+        for (id, page) in latest {
+            put_changed(Some(self), &id, Some(page), batch, &mut stored);
         }
         let mut next = self.clone();
         next.mark_stored(&stored);
@@ -488,19 +482,23 @@ fn check_layout<S: ReadStore + ?Sized>(store: &S) -> Result<(), StoreError> {
 
 /// [`check_layout`] on the layout key's value, read already.
 fn check_layout_value(layout: Option<&[u8]>) -> Result<(), StoreError> {
-    let read = format!(
-        "{}, {} and {}",
-        LAYOUT_ALL_STORED[0], LAYOUT_WRITTEN[0], LAYOUT[0]
-    );
+    let read = || {
+        format!(
+            "{}, {} and {}",
+            LAYOUT_ALL_STORED[0], LAYOUT_WRITTEN[0], LAYOUT[0]
+        )
+    };
     match layout {
         Some(v) if v == LAYOUT || v == LAYOUT_WRITTEN || v == LAYOUT_ALL_STORED => Ok(()),
         Some(v) => Err(StoreError::Io(format!(
-            "the status map's pages are in layout {}; this build reads layouts {read}",
+            "the status map's pages are in layout {}; this build reads layouts {}",
             hex::encode(v),
+            read()
         ))),
         None => Err(StoreError::Io(format!(
             "the status map's pages are in layout 1 (written before 2026-12-01); this build \
-             reads layouts {read} only, and no converter exists yet"
+             reads layouts {} only, and no converter exists yet",
+            read()
         ))),
     }
 }
