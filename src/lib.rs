@@ -6,6 +6,7 @@ pub mod audit;
 pub mod checkpoint;
 pub mod entry;
 pub mod hash;
+pub mod keyfilter;
 pub mod ledger;
 #[cfg(feature = "node")]
 pub mod loadgen;

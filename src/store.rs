@@ -10,6 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+#[cfg(feature = "node")]
+use crate::keyfilter::KeyFilter;
+
 /// The key spaces of the ledger's data. Each is a prefix byte of the key
 /// in a single ordered key-value map, so that one batch can span them all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -618,6 +621,40 @@ struct Index {
     db: fjall::Database,
     /// Each space of [`INDEX_SPACES`], its name and its keyspace.
     spaces: Vec<(Space, &'static str, fjall::Keyspace)>,
+    /// The key filters of the [`FILTERED_SPACES`], in that order.
+    filters: Vec<(Space, std::sync::Arc<std::sync::RwLock<Filters>>)>,
+    /// The scans that fill filters, stopped and joined on drop (each holds
+    /// its keyspace, and with it the database's directory lock).
+    scans: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The spaces asked mostly about keys they do not hold: the dedup check
+/// and the holder lookup of every new event. Each gets a [`KeyFilter`].
+#[cfg(feature = "node")]
+const FILTERED_SPACES: [Space; 2] = [Space::Dedup, Space::Holder];
+
+/// A filter is made for its keys at this many bits per key (and a power
+/// of two bytes: up to twice as many)...
+#[cfg(feature = "node")]
+const FILTER_BITS_PER_KEY: u64 = 12;
+/// ... for at least this many keys (1 MiB; 2 KiB in unit tests, so that
+/// they can fill one) ...
+#[cfg(all(feature = "node", not(test)))]
+const FILTER_MIN_KEYS: u64 = 1 << 19;
+#[cfg(all(feature = "node", test))]
+const FILTER_MIN_KEYS: u64 = 1 << 10;
+/// ... and replaced by one twice as large once it holds a key for fewer
+/// bits than this (false positives about 5 %, against 1–2 % when made).
+#[cfg(feature = "node")]
+const FILTER_REPLACE_BITS_PER_KEY: u64 = 6;
+
+/// The filter a space's reads consult, and the larger one being filled to
+/// replace it.
+#[cfg(feature = "node")]
+struct Filters {
+    current: std::sync::Arc<KeyFilter>,
+    next: Option<std::sync::Arc<KeyFilter>>,
 }
 
 #[cfg(feature = "node")]
@@ -649,7 +686,77 @@ impl Index {
                 .map_err(index_err(format!("{what}: keyspace {name}")))?;
             spaces.push((space, name, ks));
         }
-        Ok(Index { db, spaces })
+        let mut filters = Vec::with_capacity(FILTERED_SPACES.len());
+        for space in FILTERED_SPACES {
+            let (_, _, ks) = spaces
+                .iter()
+                .find(|(s, _, _)| *s == space)
+                .ok_or_else(|| StoreError::Io(format!("{space:?} is not kept in the index")))?;
+            let keys = (ks.approximate_len() as u64).max(FILTER_MIN_KEYS);
+            let filter = std::sync::Arc::new(KeyFilter::for_keys(keys, FILTER_BITS_PER_KEY));
+            filters.push((
+                space,
+                std::sync::Arc::new(std::sync::RwLock::new(Filters {
+                    current: filter,
+                    next: None,
+                })),
+            ));
+        }
+        let index = Index {
+            db,
+            spaces,
+            filters,
+            scans: Mutex::default(),
+            stop: Default::default(),
+        };
+        // Made before any commit, so the writer inserts every key the
+        // scans' snapshots do not hold.
+        for (space, slot) in &index.filters {
+            let filter = read_lock(slot).current.clone();
+            index.scan(*space, slot.clone(), filter)?;
+        }
+        Ok(index)
+    }
+
+    /// Fills `filter` with the keys `space` holds, on a thread of its own
+    /// at a low priority; when it is `slot`'s next filter, it then
+    /// replaces the current one.
+    fn scan(
+        &self,
+        space: Space,
+        slot: std::sync::Arc<std::sync::RwLock<Filters>>,
+        filter: std::sync::Arc<KeyFilter>,
+    ) -> Result<(), StoreError> {
+        let ks = self.space(space)?.clone();
+        let stop = self.stop.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("{space:?} filter").to_lowercase())
+            .spawn(move || {
+                // Behind the node's work: a lower priority only delays the
+                // filter, whose absence costs index reads, as before.
+                let _ = crate::priority::set_thread_nice(10);
+                for (n, guard) in ks.iter().enumerate() {
+                    if n % 4096 == 0 && stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    match guard.key() {
+                        Ok(k) => filter.insert(&k),
+                        // Never ready: every read goes to the index.
+                        Err(_) => return,
+                    }
+                }
+                filter.set_ready();
+                let mut f = slot.write().unwrap_or_else(|p| p.into_inner());
+                if let Some(next) = f.next.take_if(|n| std::sync::Arc::ptr_eq(n, &filter)) {
+                    f.current = next;
+                }
+            })
+            .map_err(|e| StoreError::Io(format!("starting the {space:?} filter's scan: {e}")))?;
+        self.scans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle);
+        Ok(())
     }
 
     fn space(&self, space: Space) -> Result<&fjall::Keyspace, StoreError> {
@@ -660,8 +767,66 @@ impl Index {
             .ok_or_else(|| StoreError::Io(format!("{space:?} is not kept in the index")))
     }
 
+    /// The filters of `space`, when it has them.
+    fn filter_slot(&self, space: Space) -> Option<&std::sync::RwLock<Filters>> {
+        self.filters
+            .iter()
+            .find(|(s, _)| *s == space)
+            .map(|(_, f)| &**f)
+    }
+
+    /// Adds the keys `batch` puts into filtered spaces to their filters
+    /// (the current one and the one being filled), before the batch is
+    /// committed: a key must be in a filter before a read can find it.
+    fn filter_keys(&self, ops: &[Write]) {
+        for (space, slot) in &self.filters {
+            let f = read_lock(slot);
+            for (_, key, _) in ops.iter().filter(|(s, _, v)| s == space && v.is_some()) {
+                f.current.insert(key);
+                if let Some(next) = &f.next {
+                    next.insert(key);
+                }
+            }
+        }
+    }
+
+    /// Starts filling a larger filter for each space whose filter has as
+    /// many keys as it was made for (the writer's, after a commit).
+    fn grow_filters(&self) {
+        for (space, slot) in &self.filters {
+            let next = {
+                let mut f = slot.write().unwrap_or_else(|p| p.into_inner());
+                let full = f.current.inserted() * FILTER_REPLACE_BITS_PER_KEY
+                    > f.current.bytes() as u64 * 8;
+                if !full || f.next.is_some() {
+                    continue;
+                }
+                let next = std::sync::Arc::new(KeyFilter::with_bytes(f.current.bytes() * 2));
+                f.next = Some(next.clone());
+                next
+            };
+            if self.scan(*space, slot.clone(), next).is_err() {
+                // No thread to fill it: the current filter stays, fuller,
+                // and asks the index about more absent keys.
+                slot.write().unwrap_or_else(|p| p.into_inner()).next = None;
+            }
+        }
+    }
+
+    /// Whether every filtered space's filter has been filled.
+    fn filters_ready(&self) -> bool {
+        self.filters
+            .iter()
+            .all(|(_, slot)| read_lock(slot).current.is_ready())
+    }
+
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         use fjall::Readable;
+        if let Some(slot) = self.filter_slot(space) {
+            if !read_lock(slot).current.may_contain(key) {
+                return Ok(None);
+            }
+        }
         let ks = self.space(space)?;
         self.db
             .snapshot()
@@ -669,6 +834,26 @@ impl Index {
             .map(|v| v.map(|v| v.to_vec()))
             .map_err(|e| StoreError::Io(format!("reading {space:?}: {e}")))
     }
+}
+
+#[cfg(feature = "node")]
+impl Drop for Index {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for scan in self
+            .scans
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = scan.join();
+        }
+    }
+}
+
+#[cfg(feature = "node")]
+fn read_lock<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(feature = "node")]
@@ -704,6 +889,14 @@ impl DiskStore {
                 cache_bytes,
             )?))),
         })
+    }
+
+    /// Whether the key filters of the dedup and holder spaces are filled
+    /// (the scans started at open are done), so that reads of keys those
+    /// spaces do not hold are mostly answered without the index.
+    pub fn key_filters_ready(&self) -> bool {
+        self.with_open(|o| Ok(o.index.filters_ready()))
+            .unwrap_or(false)
     }
 
     fn open_all(dir: &std::path::Path, cache_bytes: u64) -> Result<Open, StoreError> {
@@ -958,6 +1151,7 @@ impl Open {
             .db
             .batch()
             .durability(Some(fjall::PersistMode::SyncAll));
+        self.index.filter_keys(&batch.ops);
         for (space, key, value) in batch.ops {
             match space {
                 Space::Entry => {
@@ -1041,7 +1235,10 @@ impl Open {
         b.insert(self.index.space(Space::Meta)?, LOG_FILES_KEY, new.encode());
         // Step 3: the index batch, atomic (one journal record, published to
         // readers at once) and fsynced: the commit point.
-        b.commit().map_err(index_err("committing the index batch"))
+        b.commit()
+            .map_err(index_err("committing the index batch"))?;
+        self.index.grow_filters();
+        Ok(())
     }
 }
 
@@ -1224,6 +1421,111 @@ mod tests {
         );
         // 1 + 6 + 0 entry bytes, 3 end offsets, 1 hash.
         assert_eq!(file_lens(dir.path()), [7, 24, 32]);
+    }
+
+    #[cfg(feature = "node")]
+    fn wait_for_filters(s: &DiskStore) {
+        for _ in 0..1000 {
+            if s.key_filters_ready() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the key filters were not filled in 10 s");
+    }
+
+    /// The current filter of `space` (its size in bytes) and how many of
+    /// `keys` it says may be present.
+    #[cfg(feature = "node")]
+    fn filter_says(s: &DiskStore, space: Space, keys: &[[u8; 8]]) -> (usize, usize) {
+        s.with_open(|o| {
+            let f = read_lock(o.index.filter_slot(space).unwrap())
+                .current
+                .clone();
+            Ok((
+                f.bytes(),
+                keys.iter().filter(|k| f.may_contain(&k[..])).count(),
+            ))
+        })
+        .unwrap()
+    }
+
+    #[cfg(feature = "node")]
+    fn key8(i: u64, salt: u8) -> [u8; 8] {
+        crate::hash::leaf_hash(&[&i.to_be_bytes()[..], &[salt]].concat()).0[..8]
+            .try_into()
+            .unwrap()
+    }
+
+    /// Keys stored before an open are found through the filter filled by
+    /// its scan, keys committed after through the writer's inserts, and
+    /// absent keys are answered by the filter, not the index; a filter
+    /// that fills is replaced by a larger one, without losing a key.
+    #[cfg(feature = "node")]
+    #[test]
+    fn key_filters_never_hide_a_key_and_answer_absent_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let stored: Vec<[u8; 8]> = (0..1500).map(|i| key8(i, 1)).collect();
+        {
+            let s = DiskStore::open(dir.path()).unwrap();
+            let mut b = Batch::new();
+            for (i, k) in stored.iter().enumerate() {
+                b.put(Space::Dedup, k.to_vec(), idx(i as u64).to_vec());
+                b.put(Space::Holder, k.to_vec(), b"h".to_vec());
+            }
+            s.commit(b).unwrap();
+        }
+        let s = DiskStore::open(dir.path()).unwrap();
+        // Before the scan is done as after: every stored key is read.
+        let first = s.get(Space::Dedup, &stored[7]).unwrap();
+        assert_eq!(first, Some(idx(7).to_vec()));
+        wait_for_filters(&s);
+        let absent: Vec<[u8; 8]> = (0..1000).map(|i| key8(i, 2)).collect();
+        for space in FILTERED_SPACES {
+            // Made for the 1,500 keys found at open, at 12 bits each,
+            // rounded up to 4 KiB (21.8 bits per key).
+            assert_eq!(filter_says(&s, space, &stored), (4096, 1500));
+            assert_eq!(filter_says(&s, space, &absent), (4096, 0));
+        }
+        for (i, k) in stored.iter().enumerate() {
+            assert_eq!(
+                s.get(Space::Dedup, k).unwrap(),
+                Some(idx(i as u64).to_vec())
+            );
+            assert_eq!(s.get(Space::Holder, k).unwrap(), Some(b"h".to_vec()));
+        }
+        assert!(absent
+            .iter()
+            .all(|k| s.get(Space::Dedup, k).unwrap().is_none()));
+        // Committed after open: found at once, and in the filter. A
+        // removed key is gone though the filter still holds it.
+        let later: Vec<[u8; 8]> = (0..4000).map(|i| key8(i, 3)).collect();
+        let mut b = Batch::new();
+        for k in &later {
+            b.put(Space::Dedup, k.to_vec(), b"later".to_vec());
+        }
+        b.delete(Space::Holder, stored[0].to_vec());
+        s.commit(b).unwrap();
+        assert!(later
+            .iter()
+            .all(|k| s.get(Space::Dedup, k).unwrap() == Some(b"later".to_vec())));
+        assert_eq!(s.get(Space::Holder, &stored[0]).unwrap(), None);
+        // 5,500 insertions passed 4 KiB / 6 bits: a filter of 8 KiB was
+        // filled by a scan and took the place of the first.
+        for _ in 0..1000 {
+            if filter_says(&s, Space::Dedup, &[]).0 == 8192 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let all: Vec<[u8; 8]> = stored.iter().chain(&later).copied().collect();
+        assert_eq!(filter_says(&s, Space::Dedup, &all), (8192, 5500));
+        assert_eq!(filter_says(&s, Space::Dedup, &absent), (8192, 10));
+        // The holder space had 1,500 insertions: its filter stays.
+        assert_eq!(filter_says(&s, Space::Holder, &absent), (4096, 0));
+        assert!(all
+            .iter()
+            .all(|k| s.get(Space::Dedup, k).unwrap().is_some()));
     }
 
     #[cfg(feature = "node")]
