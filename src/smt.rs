@@ -263,13 +263,22 @@ fn padding_is_zero(bytes: &[u8], depth: u16) -> bool {
 
 /// Clears all bits at positions `>= depth`.
 fn mask_prefix(bytes: &[u8; 32], depth: u16) -> [u8; 32] {
-    let depth = usize::from(depth).min(256);
-    let (full, rem) = (depth / 8, depth % 8);
+    // Word by word with fixed-size copies: a copy of `depth / 8` bytes
+    // was a call to memmove, and this runs for every node a map walk or a
+    // page lookup touches.
+    let depth = u32::from(depth).min(256);
     let mut out = [0u8; 32];
-    out[..full].copy_from_slice(&bytes[..full]);
-    if let (Some(o), Some(b)) = (out.get_mut(full), bytes.get(full)) {
-        // rem < 8; rem = 0 leaves the byte clear.
-        *o = b & !(0xffu8 >> rem);
+    for (i, (o, b)) in out
+        .chunks_exact_mut(8)
+        .zip(bytes.chunks_exact(8))
+        .enumerate()
+    {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(b);
+        // The prefix bits in this word: 0 to 64.
+        let kept = depth.saturating_sub(64 * i as u32).min(64);
+        let mask = u64::MAX.checked_shl(64 - kept).unwrap_or(0);
+        o.copy_from_slice(&(u64::from_be_bytes(w) & mask).to_be_bytes());
     }
     out
 }

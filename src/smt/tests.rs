@@ -1002,3 +1002,38 @@ fn doc_vectors_are_current() {
     assert_eq!(enc(k(0x40, 0x44)), "010002c09ba96f6dfa2bc2a3fb780331dcfd99d6856fed6b01b6481d1757b05a738278364fe8014d6da8d1aaf3e0d707087992389a8dda6d8c5a6c3299d201a50dca7c4300");
     assert_eq!(enc(k(0xc0, 0x55)), "0100018036f7f3e2d96957cb56928dec4328f6f4a15144f96422f60e527241acdcc9a0da018033333333333333333333333333333333333333333333333333333333333333000143");
 }
+
+/// The byte-wise definition `mask_prefix` had before it worked by words.
+fn mask_prefix_bytewise(bytes: &[u8; 32], depth: u16) -> [u8; 32] {
+    let depth = usize::from(depth).min(256);
+    let (full, rem) = (depth / 8, depth % 8);
+    let mut out = [0u8; 32];
+    out[..full].copy_from_slice(&bytes[..full]);
+    if let (Some(o), Some(b)) = (out.get_mut(full), bytes.get(full)) {
+        *o = b & !(0xffu8 >> rem);
+    }
+    out
+}
+
+#[test]
+fn mask_prefix_keeps_exactly_the_first_depth_bits() {
+    for seed in 0..8u8 {
+        let key = crate::hash::leaf_hash(&[seed]).0;
+        for depth in 0..=300u16 {
+            assert_eq!(
+                mask_prefix(&key, depth),
+                mask_prefix_bytewise(&key, depth),
+                "depth {depth}"
+            );
+        }
+    }
+    let ones = [0xffu8; 32];
+    assert_eq!(mask_prefix(&ones, 0), [0; 32]);
+    assert_eq!(mask_prefix(&ones, 256), ones);
+    let m = mask_prefix(&ones, 67);
+    assert_eq!(
+        &m[..9],
+        &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0b1110_0000]
+    );
+    assert!(m[9..].iter().all(|&b| b == 0));
+}
