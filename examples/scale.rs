@@ -1361,7 +1361,7 @@ fn restart_and_serve(
             Some(r) => {
                 let _ = writeln!(
                     fin,
-                    "| fresh process #{} (whole process {wall:.0} ms) | {:.0} | {:.1} | {:.1} | {} (HWM {}) | {:.2} | {:.0} / {:.0} | {} | {} |",
+                    "| fresh process #{} (whole process {wall:.0} ms) | {:.0} | {:.1} | {:.1} | {} (HWM {}) | {:.2} | {:.0} / {:.0} | {} | not waited for |",
                     i + 1,
                     r.lock_wait_ms,
                     r.store_open_ms,
@@ -1371,8 +1371,7 @@ fn restart_and_serve(
                     r.first_status_ms,
                     r.status.0,
                     r.status.1,
-                    mb(r.rss_kb_after_status),
-                    "not waited for"
+                    mb(r.rss_kb_after_status)
                 );
             }
             None => {
