@@ -126,6 +126,46 @@ fn reopen_after_close_keeps_everything() {
     assert_eq!(r.checkpoint.size(), ckpt.size() + 2);
 }
 
+/// After a reopen, once the store's key filters are filled, every stored
+/// dedup and holder record is still found: each logged event resubmitted
+/// is a duplicate with its index, and a second credential for a logged
+/// holder is refused, while new events are accepted.
+#[test]
+fn after_a_reopen_the_key_filters_hide_no_dedup_or_holder_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<Vec<u8>> = (1..=300).map(issue).collect();
+    let indexes: Vec<u64> = {
+        let mut l = registered(DiskStore::open(dir.path()).unwrap());
+        let r = l.append_events(&events, T0 + 1).unwrap();
+        r.outcomes.iter().map(accepted).collect()
+    };
+    let store = DiskStore::open(dir.path()).unwrap();
+    let mut l = Ledger::open(store.clone(), log_signer(), T0 + 2).unwrap();
+    let mut waited = 0;
+    while !store.key_filters_ready() {
+        assert!(waited < 1000, "the key filters were not filled in 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 1;
+    }
+    let size = l.checkpoint().size();
+    let r = l.append_events(&events, T0 + 3).unwrap();
+    for (o, index) in r.outcomes.iter().zip(&indexes) {
+        assert!(
+            matches!(o, Outcome::Duplicate { index: i, .. } if i == index),
+            "{o:?}, logged at {index}"
+        );
+    }
+    assert_eq!(r.checkpoint.size(), size);
+    let second = issue_of(CredentialId(numbered(7, 0x77)), holder(7), &issuer());
+    let r = l.append_events(&[second, issue(301)], T0 + 4).unwrap();
+    assert!(matches!(
+        &r.outcomes[0],
+        Outcome::Refused(Refusal::Rule(RuleError::HolderHasLiveCredential { live }))
+            if *live == credential(7)
+    ));
+    assert_eq!(accepted(&r.outcomes[1]), size);
+}
+
 /// Flips one byte of a file of the store, in place.
 fn flip(path: &std::path::Path, at: u64) {
     use std::os::unix::fs::FileExt;
