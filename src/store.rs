@@ -689,10 +689,7 @@ impl Index {
         }
         let mut filters = Vec::with_capacity(FILTERED_SPACES.len());
         for space in FILTERED_SPACES {
-            let (_, _, ks) = spaces
-                .iter()
-                .find(|(s, _, _)| *s == space)
-                .ok_or_else(|| StoreError::Io(format!("{space:?} is not kept in the index")))?;
+            let ks = keyspace_of(&spaces, space)?;
             let keys = (ks.approximate_len() as u64).max(FILTER_MIN_KEYS);
             let filter = std::sync::Arc::new(KeyFilter::for_keys(keys, FILTER_BITS_PER_KEY));
             filters.push((
@@ -761,11 +758,7 @@ impl Index {
     }
 
     fn space(&self, space: Space) -> Result<&fjall::Keyspace, StoreError> {
-        self.spaces
-            .iter()
-            .find(|(s, _, _)| *s == space)
-            .map(|(_, _, ks)| ks)
-            .ok_or_else(|| StoreError::Io(format!("{space:?} is not kept in the index")))
+        keyspace_of(&self.spaces, space)
     }
 
     /// The filters of `space`, when it has them.
@@ -780,9 +773,13 @@ impl Index {
     /// (the current one and the one being filled), before the batch is
     /// committed: a key must be in a filter before a read can find it.
     fn filter_keys(&self, ops: &[Write]) {
-        for (space, slot) in &self.filters {
-            let f = read_lock(slot);
-            for (_, key, _) in ops.iter().filter(|(s, _, v)| s == space && v.is_some()) {
+        let filters: Vec<_> = self
+            .filters
+            .iter()
+            .map(|(space, slot)| (*space, read_lock(slot)))
+            .collect();
+        for (space, key, _) in ops.iter().filter(|(_, _, v)| v.is_some()) {
+            if let Some((_, f)) = filters.iter().find(|(s, _)| s == space) {
                 f.current.insert(key);
                 if let Some(next) = &f.next {
                     next.insert(key);
@@ -795,17 +792,20 @@ impl Index {
     /// many keys as it was made for (the writer's, after a commit).
     fn grow_filters(&self) {
         for (space, slot) in &self.filters {
-            let next = {
-                let mut f = slot.write().unwrap_or_else(|p| p.into_inner());
+            let bytes = {
+                let f = read_lock(slot);
                 let full = f.current.inserted() * FILTER_REPLACE_BITS_PER_KEY
                     > f.current.bytes() as u64 * 8;
                 if !full || f.next.is_some() {
                     continue;
                 }
-                let next = std::sync::Arc::new(KeyFilter::with_bytes(f.current.bytes() * 2));
-                f.next = Some(next.clone());
-                next
+                f.current.bytes()
             };
+            // Only this writer installs a next filter, and a scan only
+            // takes it away once it has replaced the current one, so the
+            // slot is as the read lock saw it.
+            let next = std::sync::Arc::new(KeyFilter::with_bytes(bytes * 2));
+            slot.write().unwrap_or_else(|p| p.into_inner()).next = Some(next.clone());
             if self.scan(*space, slot.clone(), next).is_err() {
                 // No thread to fill it: the current filter stays, fuller,
                 // and asks the index about more absent keys.
@@ -850,6 +850,19 @@ impl Drop for Index {
             let _ = scan.join();
         }
     }
+}
+
+/// The keyspace of `space` among an index's `spaces`.
+#[cfg(feature = "node")]
+fn keyspace_of<'a>(
+    spaces: &'a [(Space, &'static str, fjall::Keyspace)],
+    space: Space,
+) -> Result<&'a fjall::Keyspace, StoreError> {
+    spaces
+        .iter()
+        .find(|(s, _, _)| *s == space)
+        .map(|(_, _, ks)| ks)
+        .ok_or_else(|| StoreError::Io(format!("{space:?} is not kept in the index")))
 }
 
 #[cfg(feature = "node")]
