@@ -990,6 +990,8 @@ impl Report {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // As the node does (main.rs), so that its memory is the node's.
+    let _ = revledger::priority::disable_transparent_huge_pages();
     let args = Args::parse();
     let _ = CACHE_MB.set(args.cache_mb);
     if args.reopen_only {

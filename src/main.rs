@@ -229,6 +229,9 @@ struct SubmitArgs {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // Before the work allocates: see the function. A kernel that refuses
+    // leaves huge pages as they were, which costs memory, not correctness.
+    let _ = revledger::priority::disable_transparent_huge_pages();
     let code = match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
