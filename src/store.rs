@@ -598,6 +598,18 @@ fn memtable_bytes(space: Space) -> u64 {
 #[cfg(feature = "node")]
 const INDEX_JOURNAL_BYTES: u64 = 64 << 20;
 
+/// fjall's background threads (flushes and compactions). One: with two
+/// or more, fjall 3.1's first worker hands every compaction request back
+/// to the queue for the others and takes it again at once, spinning on a
+/// core for as long as another worker compacts (`worker_tick` and
+/// `flume::Shared::send` were a quarter of a whole node's samples at 6
+/// million entries). One worker at 8–10 million entries: 10,454–12,506
+/// events/s against 9,811–11,510, fjall's CPU 35 % lower, peak anonymous
+/// memory 453–521 MiB against 638–708 (BENCHMARKS.md, fourteenth session);
+/// the same rate at 400,000.
+#[cfg(feature = "node")]
+const INDEX_WORKER_THREADS: usize = 1;
+
 /// What one space of a [`DiskStore`]'s index holds
 /// ([`DiskStore::index_breakdown`]).
 #[cfg(feature = "node")]
@@ -670,6 +682,7 @@ impl Index {
         let db = fjall::Database::builder(path)
             .cache_size(cache_bytes)
             .max_journaling_size(INDEX_JOURNAL_BYTES)
+            .worker_threads(INDEX_WORKER_THREADS)
             .open()
             .map_err(index_err(&what))?;
         let mut spaces = Vec::with_capacity(INDEX_SPACES.len());
