@@ -1234,6 +1234,11 @@ impl<S: Store> Ledger<S> {
         Ok(())
     }
 
+    /// The store the ledger writes to.
+    pub fn store(&self) -> &S {
+        &self.reader.store
+    }
+
     /// Stores the published checkpoint if it is not stored yet: on a clean
     /// stop, so that a reader of the data directory (`revledger fsck`) sees
     /// the last one signed.

@@ -252,6 +252,16 @@ fn run(
                 if let Err(e) = l.save_checkpoint() {
                     tracing::warn!(error = %e, "the last checkpoint or the map's pages were not stored; the next start signs it again and replays the map changes kept");
                 }
+                let started = Instant::now();
+                match l.store().settle() {
+                    Ok(()) => tracing::info!(
+                        ms = started.elapsed().as_millis() as u64,
+                        "the index's buffers are written out: the next start replays nothing"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the index's buffers were not written out; the next start replays its journal")
+                    }
+                }
                 return;
             }
         };
