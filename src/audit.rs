@@ -71,6 +71,9 @@ struct Fetched {
 struct CheckJob {
     entries: std::sync::Arc<Vec<Vec<u8>>>,
     registry: Registry,
+    /// The replay's `registry_version` when `registry` was taken: a job
+    /// made for an older one is skipped (its result would not be used).
+    version: u64,
     done: std::sync::mpsc::SyncSender<Vec<Result<(), Refusal>>>,
 }
 
@@ -323,6 +326,7 @@ impl<S: Store> Auditor<S> {
             })
         };
         let stopped = std::sync::atomic::AtomicBool::new(false);
+        let current_version = std::sync::atomic::AtomicU64::new(replay.registry_version);
         std::thread::scope(|s| -> Result<(), AuditError> {
             // When the replay ends (also on an error), the checkers stop:
             // the queued jobs are skipped, and the closed channel ends them.
@@ -335,7 +339,8 @@ impl<S: Store> Auditor<S> {
             // results never come, so those bundles are checked in the replay.
             let waiting = std::sync::Arc::new(std::sync::Mutex::new(waiting));
             for _ in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
-                let (waiting, stopped) = (waiting.clone(), &stopped);
+                let (waiting, stopped, current_version) =
+                    (waiting.clone(), &stopped, &current_version);
                 s.spawn(move || {
                     // An error leaves the thread at the process's priority.
                     let _ = crate::priority::set_thread_nice(CHECKER_NICE);
@@ -346,7 +351,10 @@ impl<S: Store> Auditor<S> {
                             Err(_) => return,
                         };
                         let Ok(job) = job else { return };
-                        if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                        if stopped.load(std::sync::atomic::Ordering::Relaxed)
+                            || job.version
+                                != current_version.load(std::sync::atomic::Ordering::Relaxed)
+                        {
                             continue;
                         }
                         // The replay may have stopped and dropped the receiver.
@@ -362,22 +370,27 @@ impl<S: Store> Auditor<S> {
             // it must not hide what they prove.
             let mut fetch_failed = None;
             loop {
+                // Has `f` checked ahead against the registry as it is now
+                // (None when it holds a registry change itself). If no
+                // checker is left to take it, the result never comes and
+                // the bundle is checked during its replay.
+                let check_ahead = |f: &Fetched, replay: &Replay<'_, S>| {
+                    f.registry_fixed.then(|| {
+                        let (done, result) = std::sync::mpsc::sync_channel(1);
+                        let _ = jobs.send(CheckJob {
+                            entries: f.entries.clone(),
+                            registry: replay.registry.clone(),
+                            version: replay.registry_version,
+                            done,
+                        });
+                        (replay.registry_version, result)
+                    })
+                };
                 while fetch_failed.is_none() && queue.len() < AHEAD && fetched_to < size {
                     match fetch(fetched_to) {
                         Ok(f) => {
                             fetched_to += f.entries.len() as u64;
-                            let checking = f.registry_fixed.then(|| {
-                                let (done, result) = std::sync::mpsc::sync_channel(1);
-                                // If no checker is left to take it, the
-                                // result never comes and the bundle is
-                                // checked during its replay.
-                                let _ = jobs.send(CheckJob {
-                                    entries: f.entries.clone(),
-                                    registry: replay.registry.clone(),
-                                    done,
-                                });
-                                (replay.registry_version, result)
-                            });
+                            let checking = check_ahead(&f, &replay);
                             queue.push_back((f, checking));
                         }
                         Err(e) => fetch_failed = Some(e),
@@ -386,6 +399,7 @@ impl<S: Store> Auditor<S> {
                 let Some((current, checking)) = queue.pop_front() else {
                     break;
                 };
+                let version_before = replay.registry_version;
                 let checked = checking.and_then(|(version, result)| {
                     let checked = result.recv().ok()?;
                     (version == replay.registry_version).then_some(checked)
@@ -408,6 +422,18 @@ impl<S: Store> Auditor<S> {
                     {
                         replay.flush()?;
                         since_flush = 0;
+                    }
+                }
+                // A registry change makes the checks of the bundles queued
+                // behind it stale: they are checked again ahead, against
+                // the new registry, not one by one in the replay.
+                if replay.registry_version != version_before {
+                    current_version.store(
+                        replay.registry_version,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    for (f, checking) in queue.iter_mut() {
+                        *checking = check_ahead(f, &replay);
                     }
                 }
                 progress(index - previous_size, size - previous_size);

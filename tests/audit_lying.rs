@@ -309,6 +309,50 @@ fn an_event_from_an_unregistered_key_is_caught() {
     );
 }
 
+/// A second issuer, for registry changes in the middle of a log.
+fn second_issuer() -> NoteSigner {
+    NoteSigner::from_seed(KeyName::new("second.example").unwrap(), [14; 32])
+}
+
+/// The entry of an issue event for credential `n`, signed by `key`.
+fn issue_by(n: u32, key: &NoteSigner) -> Vec<u8> {
+    let mut id = [0xa5; 32];
+    id[..4].copy_from_slice(&n.to_be_bytes());
+    Event {
+        action: Action::Issue {
+            not_before_ms: T0,
+            not_after_ms: T0 + 1_000_000_000,
+            replaces: None,
+        },
+        credential: CredentialId(id),
+        holder: HolderTag(id),
+        issuer_key_id: key.id(),
+        issued_at_ms: T0,
+    }
+    .sign(key.signing_key())
+    .encode()
+}
+
+/// A registry of `keys`, each allowed every kind of event.
+fn registered(keys: &[&NoteSigner]) -> Vec<Submitter> {
+    keys.iter()
+        .map(|k| Submitter {
+            key: k.verifier(),
+            kinds: KindSet::ALL,
+        })
+        .collect()
+}
+
+/// Appends issue events signed by `key`, 50 per batch, from credential
+/// `*n` on, until the log holds `size` entries.
+fn append_until(l: &mut Ledger<Arc<MemStore>>, n: &mut u32, size: u64, key: &NoteSigner) {
+    while l.checkpoint().size() < size {
+        let batch: Vec<Vec<u8>> = (*n..*n + 50).map(|i| issue_by(i, key)).collect();
+        *n += 50;
+        l.append_events(&batch, T0).unwrap();
+    }
+}
+
 #[test]
 fn a_key_removed_between_a_check_ahead_and_the_replay_is_caught() {
     // Bundles are fetched, and their signatures checked, some bundles
@@ -316,48 +360,16 @@ fn a_key_removed_between_a_check_ahead_and_the_replay_is_caught() {
     // that moment. Here bundle 48 is checked while `issuer` is still
     // registered, bundle 47 then removes it, and bundle 48 holds an event
     // it signed: that check must not be used.
-    let second = NoteSigner::from_seed(KeyName::new("second.example").unwrap(), [14; 32]);
-    let issue_by = |n: u32, key: &NoteSigner| {
-        let mut id = [0xa5; 32];
-        id[..4].copy_from_slice(&n.to_be_bytes());
-        Event {
-            action: Action::Issue {
-                not_before_ms: T0,
-                not_after_ms: T0 + 1_000_000_000,
-                replaces: None,
-            },
-            credential: CredentialId(id),
-            holder: HolderTag(id),
-            issuer_key_id: key.id(),
-            issued_at_ms: T0,
-        }
-        .sign(key.signing_key())
-        .encode()
-    };
-    let registered = |keys: &[&NoteSigner]| -> Vec<Submitter> {
-        keys.iter()
-            .map(|k| Submitter {
-                key: k.verifier(),
-                kinds: KindSet::ALL,
-            })
-            .collect()
-    };
+    let second = second_issuer();
     let mut l = Ledger::open(Arc::new(MemStore::new()), log_signer(), T0).unwrap();
     l.reconcile_submitters(&registered(&[&issuer(), &second]), T0)
         .unwrap();
     let mut n = 0u32;
-    let mut append_until = |l: &mut Ledger<Arc<MemStore>>, size: u64, key: &NoteSigner| {
-        while l.checkpoint().size() < size {
-            let batch: Vec<Vec<u8>> = (n..n + 50).map(|i| issue_by(i, key)).collect();
-            n += 50;
-            l.append_events(&batch, T0).unwrap();
-        }
-    };
-    append_until(&mut l, 47 * 256 + 10, &issuer());
+    append_until(&mut l, &mut n, 47 * 256 + 10, &issuer());
     l.reconcile_submitters(&registered(&[&second]), T0).unwrap();
     let removed_at = l.checkpoint().size();
     assert_eq!(removed_at / 256, 47, "the removal is in bundle 47");
-    append_until(&mut l, 49 * 256 + 10, &second);
+    append_until(&mut l, &mut n, 49 * 256 + 10, &second);
     let mut entries: Vec<Vec<u8>> = (0..l.checkpoint().size())
         .map(|i| l.entry(i).unwrap())
         .collect();
@@ -369,6 +381,36 @@ fn a_key_removed_between_a_check_ahead_and_the_replay_is_caught() {
         matches!(what, Misbehaviour::Unauthorized { index, .. } if index == at as u64),
         "{what}"
     );
+}
+
+#[test]
+fn a_key_added_while_later_bundles_wait_is_honoured() {
+    // The converse: bundles 48 to 79 are checked ahead while only
+    // `issuer` is registered; bundle 47 then adds `second`, whose events
+    // fill bundles 48 and 49. Those checks are stale, and the honest log
+    // must still pass, every event counted.
+    let second = second_issuer();
+    let mut l = Ledger::open(Arc::new(MemStore::new()), log_signer(), T0).unwrap();
+    l.reconcile_submitters(&registered(&[&issuer()]), T0)
+        .unwrap();
+    let mut n = 0u32;
+    append_until(&mut l, &mut n, 47 * 256 + 10, &issuer());
+    l.reconcile_submitters(&registered(&[&issuer(), &second]), T0)
+        .unwrap();
+    assert_eq!(
+        l.checkpoint().size() / 256,
+        47,
+        "the addition is in bundle 47"
+    );
+    append_until(&mut l, &mut n, 49 * 256 + 10, &second);
+    let entries: Vec<Vec<u8>> = (0..l.checkpoint().size())
+        .map(|i| l.entry(i).unwrap())
+        .collect();
+    let r = auditor()
+        .run(&Forged::new(entries, &log_signer()), &mut no_progress)
+        .unwrap();
+    assert_eq!(r.events, u64::from(n));
+    assert_eq!(r.registry_changes, 2);
 }
 
 #[test]
