@@ -369,23 +369,24 @@ impl<S: Store> Auditor<S> {
             // only after the bundles before it have been replayed cleanly:
             // it must not hide what they prove.
             let mut fetch_failed = None;
+            // Sends `f` to the checkers, against the registry as it is now,
+            // and gives the registry version and where the result comes
+            // (None when `f` holds a registry change itself). If no checker
+            // is left to take it, the result never comes and the bundle is
+            // checked during its replay.
+            let check_ahead = |f: &Fetched, replay: &Replay<'_, S>| {
+                f.registry_fixed.then(|| {
+                    let (done, result) = std::sync::mpsc::sync_channel(1);
+                    let _ = jobs.send(CheckJob {
+                        entries: f.entries.clone(),
+                        registry: replay.registry.clone(),
+                        version: replay.registry_version,
+                        done,
+                    });
+                    (replay.registry_version, result)
+                })
+            };
             loop {
-                // Has `f` checked ahead against the registry as it is now
-                // (None when it holds a registry change itself). If no
-                // checker is left to take it, the result never comes and
-                // the bundle is checked during its replay.
-                let check_ahead = |f: &Fetched, replay: &Replay<'_, S>| {
-                    f.registry_fixed.then(|| {
-                        let (done, result) = std::sync::mpsc::sync_channel(1);
-                        let _ = jobs.send(CheckJob {
-                            entries: f.entries.clone(),
-                            registry: replay.registry.clone(),
-                            version: replay.registry_version,
-                            done,
-                        });
-                        (replay.registry_version, result)
-                    })
-                };
                 while fetch_failed.is_none() && queue.len() < AHEAD && fetched_to < size {
                     match fetch(fetched_to) {
                         Ok(f) => {

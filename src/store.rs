@@ -1515,14 +1515,10 @@ mod tests {
             .unwrap()
     }
 
-    /// Keys stored before an open are found through the filter filled by
-    /// its scan, keys committed after through the writer's inserts, and
-    /// absent keys are answered by the filter, not the index; a filter
-    /// that fills is replaced by a larger one, without losing a key.
-    #[cfg(feature = "node")]
     /// A committed batch sits in fjall's memtables (and its journal) until
     /// `settle` writes it to sorted runs; it is read the same after a
     /// reopen either way.
+    #[cfg(feature = "node")]
     #[test]
     fn settle_writes_the_memtables_out_and_keeps_every_key() {
         let dir = tempfile::tempdir().unwrap();
@@ -1554,6 +1550,11 @@ mod tests {
         }
     }
 
+    /// Keys stored before an open are found through the filter filled by
+    /// its scan, keys committed after through the writer's inserts, and
+    /// absent keys are answered by the filter, not the index; a filter
+    /// that fills is replaced by a larger one, without losing a key.
+    #[cfg(feature = "node")]
     #[test]
     fn key_filters_never_hide_a_key_and_answer_absent_ones() {
         let dir = tempfile::tempdir().unwrap();
