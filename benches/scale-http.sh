@@ -4,7 +4,8 @@
 # POST from 16 clients, in parts of at most 1,000,000 (the load generator
 # signs each part before it sends it). At each milestone (10^4, 10^5, 10^6,
 # then every 10^6) it prints the node's memory (RssAnon, RssFile, VmHWM),
-# the data dir's bytes per entry, the part's events/s, and status proofs
+# the data dir's bytes per entry, the part's events/s, the node's CPU per
+# event in the part (and that of fjall's worker thread), and status proofs
 # (20,000 reads of fresh credentials: rate, p50, p99). Then it stops the
 # node, restarts it, and prints the time to its first /checkpoint, its
 # memory, and status proofs again.
@@ -35,6 +36,11 @@ trap 'stop; [ -n "${DATA:-}" ] || rm -rf "$D"' EXIT
 lg() { "$BIN" loadgen --node "$URL" --key "$D/node/submitter.key" --concurrency 16 --per-request 50 "$@" 2>&1; }
 mem() { grep -E '^(RssAnon|RssFile|VmHWM)' "/proc/$SP/status" | awk '{printf "%s %d MiB, ", $1, $2 / 1024}'; }
 size() { curl -sf "$URL/checkpoint" | sed -n 2p; }
+# CPU ticks (user + system) of the node, and of fjall's worker threads.
+ticks() { awk '{print $14 + $15}' "/proc/$SP/stat"; }
+fjall_ticks() {
+    cat /proc/"$SP"/task/*/stat 2>/dev/null | grep 'fjall:worker' | awk '{s += $14 + $15} END {print s + 0}'
+}
 reads() {
     lg --events 1000 --status-reads 20000 | grep '^status:' \
         | sed -E 's/.*s: ([0-9]+) items\/s.*p50 ([0-9.]+ ms), p99 ([0-9.]+ ms).*/status proofs \1\/s, p50 \2, p99 \3/'
@@ -45,11 +51,14 @@ done_events=0
 for m in 10000 100000 $(seq 1000000 1000000 "$TOTAL"); do
     [ "$m" -le "$TOTAL" ] || break
     part=$((m - done_events))
+    t0=$(ticks); f0=$(fjall_ticks)
     r=$(lg --events "$part" | grep '^submit:' | sed -E 's/.*s: ([0-9]+) items\/s.*/\1/')
+    cpu=$(( ($(ticks) - t0) * 1000000 / $(getconf CLK_TCK) / part ))
+    fcpu=$(( ($(fjall_ticks) - f0) * 1000000 / $(getconf CLK_TCK) / part ))
     done_events=$m
     n=$(size)
     bytes=$(du -sb "$D/node" | cut -f1)
-    echo "$m events (tree size $n): part at $r events/s; $(mem)disk $((bytes / n)) B/entry; $(reads)"
+    echo "$m events (tree size $n): part at $r events/s, node CPU $cpu µs/event (fjall's worker $fcpu); $(mem)disk $((bytes / n)) B/entry; $(reads)"
 done
 stop
 start
