@@ -8,7 +8,7 @@
 //! (hashing, proofs, update rules) is `smt`, which sees nodes through
 //! [`NodeReader`] and does not know pages exist.
 //!
-//! Layout 5. Page `(s, p)` (`p` = the first `4s` bits of a path) holds the
+//! Layout 6. Page `(s, p)` (`p` = the first `4s` bits of a path) holds the
 //! nodes at depths `4s+1 … 4s+4` below `p`: up to 30 positions
 //! (2 + 4 + 8 + 16), and page `(0, ε)` also holds the root. A page thus
 //! holds both children of every node whose children it holds any of, so
@@ -20,11 +20,12 @@
 //!
 //! ```text
 //! page key   = s (u8) ‖ p[0 .. ⌈4s/8⌉]          bits of p past 4s are 0
-//! page value = slots (u32, bit i = slot i present; bit 31 is 0, and bit 0
-//!              only in page (0, ε))
+//! page value = slots (u32, bit i = slot i present; bit 0 only in page
+//!              (0, ε); bit 31 set: compact)
 //!              ‖ for each present slot, in order, its node bytes (they
-//!              say their own length)
-//! layout key = 0xff (one byte), value 0x05: written with the first page
+//!              say their own length), but in a compact page for none of
+//!              slots 0 … 14 that has a child present
+//! layout key = 0xff (one byte), value 0x06: written with the first page
 //! ```
 //!
 //! Node bytes are `smt::Node::encode`. A page with no node is deleted. The
@@ -40,10 +41,15 @@
 //! readers find them too, and writes them back some batches later
 //! ([`HotPages::write_back`]); the ledger keeps each batch's map changes
 //! until then, and replays them at open.
+//! Pages of strata 5 … 63 are stored compact when the map allows
+//! (it always does): a node of their upper three levels that has a child
+//! in the page is an interior node, and its hash is not stored but
+//! derived from the page's lower nodes when the page is decoded.
 //! The layout is storage only: no hash, proof or wire format depends on it.
-//! Layout 4 (until commit 19c4f8f, 2026-12-02: these pages, each written with the
+//! Layout 5 (until 2026-12-03: no page compact), layout 4 (until commit
+//! 19c4f8f, 2026-12-02: layout 5's pages, each written with the
 //! batch that changed it) and layout 3 (until 2026-12-02: every page
-//! stored, layout key 0x03) are read as they are, and become layout 5 with
+//! stored, layout key 0x03) are read as they are, and become layout 6 with
 //! their first batch. Other layouts are
 //! refused with an error at open: layout 1 (until 2026-12-01: pages of
 //! depths `4s … 4s+3`, a `u16` bitmap, no layout key) and layout 2 (for
@@ -71,10 +77,15 @@ pub(crate) type Page = [Option<Node>; SLOTS];
 /// one byte long with this value: strata are 0 … 63).
 const LAYOUT_KEY: &[u8] = &[0xff];
 
-/// The layout this build reads and writes: layout 4's pages, which the
+/// The layout this build reads and writes: layout 5's pages, those of
+/// strata from [`COMPACT_FROM_STRATUM`] on stored compact.
+const LAYOUT: &[u8] = &[6];
+
+/// The older layout this build also reads: layout 4's pages, which the
 /// node may write back some batches after they changed (the ledger keeps
-/// each batch's map changes until then, [`HotPages::absorb`]).
-const LAYOUT: &[u8] = &[5];
+/// each batch's map changes until then, [`HotPages::absorb`]); none is
+/// compact.
+const LAYOUT_DEFERRED: &[u8] = &[5];
 
 /// The older layout this build also reads: pages as in this one, each
 /// written with the batch that changed it.
@@ -112,46 +123,117 @@ fn locate(id: &NodeId) -> Result<(PageId, usize), StoreError> {
     Ok((PageId(top), slot))
 }
 
-fn encode_page(page: &Page) -> Option<Vec<u8>> {
+/// Bit 31 of a page's slot bitmap: the page is stored compact. Its
+/// interior nodes above its bottom level (slots 0 … 14) are then not
+/// stored but derived at decoding from the nodes under them, which are in
+/// the page: such a slot holds an interior node exactly when one of its two
+/// children is present, and otherwise a leaf, which is stored.
+const COMPACT: u32 = 1 << 31;
+
+/// The slots whose children are in the same page: all but the bottom
+/// level's 16.
+const UPPER_SLOTS: usize = (1 << PAGE_LEVELS) - 1;
+
+/// The first stratum whose pages are stored compact: those below the
+/// store's top pages. There a page holds a few keys' paths, and its upper
+/// interior nodes were a quarter of its bytes (5.8 million entries,
+/// 2026-12-03), rewritten and compacted with each of its changes; a
+/// decoding derives them again with a handful of hashes. The top strata
+/// are dense (14 derived hashes a page) and every path reads them.
+const COMPACT_FROM_STRATUM: u16 = 5;
+
+/// Whether either child of slot `i` (below [`UPPER_SLOTS`]) is present in
+/// the slot bitmap `slots`.
+fn has_children(slots: u32, i: usize) -> bool {
+    slots & (0b11 << (2 * i + 1)) != 0
+}
+
+/// Whether `page` can be stored compact: each upper slot is empty, a leaf
+/// with no child present, or an interior node with one. (The map never
+/// makes another kind; a page that is not is stored as it is.)
+fn compactable(page: &Page, slots: u32) -> bool {
+    page.iter()
+        .take(UPPER_SLOTS)
+        .enumerate()
+        .all(|(i, n)| match n {
+            None => true,
+            Some(Node::Leaf { .. }) => !has_children(slots, i),
+            Some(Node::Interior(_)) => has_children(slots, i),
+        })
+}
+
+/// Encodes page `id`, compact from [`COMPACT_FROM_STRATUM`] on when the
+/// page allows it; `None` when it holds no node.
+fn encode_page(id: &PageId, page: &Page) -> Option<Vec<u8>> {
     let mut slots = 0u32;
-    let mut len = 4;
     for (i, node) in page.iter().enumerate() {
-        if let Some(n) = node {
+        if node.is_some() {
             slots |= 1 << i;
-            len += n.encoded_len();
         }
     }
     if slots == 0 {
         return None;
     }
-    let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(&slots.to_be_bytes());
-    for n in page.iter().flatten() {
-        // Self-delimiting: the tag gives the length (a leaf's value has its own).
-        n.encode_into(&mut out);
+    let compact = id.0.depth() / PAGE_LEVELS >= COMPACT_FROM_STRATUM && compactable(page, slots);
+    let stored = |i: usize| !(compact && i < UPPER_SLOTS && has_children(slots, i));
+    let len: usize = page
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| stored(*i))
+        .filter_map(|(_, n)| n.as_ref().map(Node::encoded_len))
+        .sum();
+    let mut out = Vec::with_capacity(4 + len);
+    out.extend_from_slice(&(slots | if compact { COMPACT } else { 0 }).to_be_bytes());
+    for (i, n) in page.iter().enumerate() {
+        if let Some(n) = n.as_ref().filter(|_| stored(i)) {
+            // Self-delimiting: the tag gives the length (a leaf's value has its own).
+            n.encode_into(&mut out);
+        }
     }
+    debug_assert!(
+        !compact || decode_page(id, &out).as_ref() == Ok(page),
+        "page {} does not hold the hashes of its own nodes",
+        hex::encode(id.key())
+    );
     Some(out)
 }
 
 /// Decodes the page `id`.
 fn decode_page(id: &PageId, bytes: &[u8]) -> Result<Page, String> {
     let (head, mut rest) = bytes.split_at_checked(4).ok_or("truncated slot bitmap")?;
-    let slots = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let word = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let compact = word & COMPACT != 0;
+    let slots = word & !COMPACT;
     let above = u32::from(id.0.depth() != 0);
-    if slots == 0 || slots >> SLOTS != 0 || slots & above != 0 {
-        return Err(format!("invalid slot bitmap {slots:#010x}"));
+    if slots == 0 || slots & above != 0 {
+        return Err(format!("invalid slot bitmap {word:#010x}"));
     }
+    let derived =
+        |i: usize| compact && i < UPPER_SLOTS && slots & (1 << i) != 0 && has_children(slots, i);
     let mut page: Page = Default::default();
     for (i, slot) in page.iter_mut().enumerate() {
-        if slots & (1 << i) == 0 {
+        if slots & (1 << i) == 0 || derived(i) {
             continue;
         }
         let (node, tail) = Node::decode_prefix(rest).map_err(|e| format!("slot {i}: {e}"))?;
+        if compact && i < UPPER_SLOTS && matches!(node, Node::Interior(_)) {
+            return Err(format!(
+                "slot {i}: an interior node with no child in a compact page"
+            ));
+        }
         *slot = Some(node);
         rest = tail;
     }
     if !rest.is_empty() {
         return Err(format!("{} trailing bytes", rest.len()));
+    }
+    // Bottom up: a slot's children come after it.
+    for i in (0..UPPER_SLOTS).rev().filter(|&i| derived(i)) {
+        let h = |j: usize| page[j].as_ref().map_or(smt::EMPTY, Node::hash);
+        page[i] = Some(Node::Interior(smt::interior_hash(
+            &h(2 * i + 1),
+            &h(2 * i + 2),
+        )));
     }
     Ok(page)
 }
@@ -475,7 +557,8 @@ fn derive_page(i: usize, pages: &[Option<Page>]) -> Page {
 }
 
 /// Refuses a store that holds map pages unless its layout key says
-/// [`LAYOUT`], [`LAYOUT_WRITTEN`] or [`LAYOUT_ALL_STORED`].
+/// [`LAYOUT`], [`LAYOUT_DEFERRED`], [`LAYOUT_WRITTEN`] or
+/// [`LAYOUT_ALL_STORED`].
 fn check_layout<S: ReadStore + ?Sized>(store: &S) -> Result<(), StoreError> {
     check_layout_value(store.get(Space::MapPage, LAYOUT_KEY)?.as_deref())
 }
@@ -484,12 +567,14 @@ fn check_layout<S: ReadStore + ?Sized>(store: &S) -> Result<(), StoreError> {
 fn check_layout_value(layout: Option<&[u8]>) -> Result<(), StoreError> {
     let read = || {
         format!(
-            "{}, {} and {}",
-            LAYOUT_ALL_STORED[0], LAYOUT_WRITTEN[0], LAYOUT[0]
+            "{}, {}, {} and {}",
+            LAYOUT_ALL_STORED[0], LAYOUT_WRITTEN[0], LAYOUT_DEFERRED[0], LAYOUT[0]
         )
     };
     match layout {
-        Some(v) if v == LAYOUT || v == LAYOUT_WRITTEN || v == LAYOUT_ALL_STORED => Ok(()),
+        Some(v) if [LAYOUT, LAYOUT_DEFERRED, LAYOUT_WRITTEN, LAYOUT_ALL_STORED].contains(&v) => {
+            Ok(())
+        }
         Some(v) => Err(StoreError::Io(format!(
             "the status map's pages are in layout {}; this build reads layouts {}",
             hex::encode(v),
@@ -777,7 +862,7 @@ fn put_changed(
 
 /// Puts page `id` into `batch`, or deletes it when it holds no node.
 fn put_page(id: &PageId, page: Option<&Page>, batch: &mut Batch) {
-    match page.and_then(encode_page) {
+    match page.and_then(|p| encode_page(id, p)) {
         Some(bytes) => batch.put(Space::MapPage, id.key(), bytes),
         None => batch.delete(Space::MapPage, id.key()),
     }
@@ -942,7 +1027,7 @@ mod tests {
             key: Hash([1; 32]),
             value: vec![1, 2, 3],
         });
-        let bytes = encode_page(&page).unwrap();
+        let bytes = encode_page(&root, &page).unwrap();
         // bitmap ‖ 11 ‖ 7×32 ‖ 10 ‖ 1×32 ‖ 0003 ‖ 010203: no length fields.
         let mut want = vec![0x40, 0, 0, 0x01, 0x11];
         want.extend_from_slice(&[7; 32]);
@@ -961,7 +1046,7 @@ mod tests {
         // Slot 0 is the root: no other page has it.
         assert!(decode_page(&lower, &bytes).is_err());
         page[0] = None;
-        let bytes = encode_page(&page).unwrap();
+        let bytes = encode_page(&lower, &page).unwrap();
         assert_eq!(decode_page(&lower, &bytes).unwrap(), page);
         assert!(decode_page(&lower, &bytes[..bytes.len() - 1]).is_err());
         let mut longer = bytes.clone();
@@ -970,7 +1055,206 @@ mod tests {
         assert!(decode_page(&root, &[0x80, 0, 0, 0]).is_err());
         assert!(decode_page(&root, &[0, 0, 0, 0]).is_err());
         assert!(decode_page(&root, &[0, 1]).is_err());
-        assert_eq!(encode_page(&Page::default()), None);
+        assert_eq!(encode_page(&lower, &Page::default()), None);
+    }
+
+    /// A page of stratum 5 or deeper stores its upper interior nodes'
+    /// hashes only by their place: the bytes are exact, the hashes come
+    /// back at decoding, and a page the map would not make is stored whole.
+    #[test]
+    fn deep_pages_are_compact_and_decode_to_the_same_nodes() {
+        let deep = PageId(NodeId::on_path(&Hash([0x5a; 32]), 20).unwrap());
+        let top = PageId(NodeId::on_path(&Hash([0x5a; 32]), 16).unwrap());
+        let (a, b) = (
+            Node::Leaf {
+                key: Hash([1; 32]),
+                value: vec![7],
+            },
+            Node::Leaf {
+                key: Hash([2; 32]),
+                value: vec![8, 9],
+            },
+        );
+        let mut page: Page = Default::default();
+        page[3] = Some(a.clone());
+        page[4] = Some(b.clone());
+        page[1] = Some(Node::Interior(smt::interior_hash(&a.hash(), &b.hash())));
+        page[29] = Some(Node::Interior(Hash([6; 32])));
+        page[30] = Some(Node::Interior(Hash([7; 32])));
+        let h = |n: &Option<Node>| n.as_ref().map_or(smt::EMPTY, Node::hash);
+        page[14] = Some(Node::Interior(smt::interior_hash(
+            &h(&page[29]),
+            &h(&page[30]),
+        )));
+        page[6] = Some(Node::Interior(smt::interior_hash(
+            &smt::EMPTY,
+            &h(&page[14]),
+        )));
+        page[2] = Some(Node::Interior(smt::interior_hash(
+            &smt::EMPTY,
+            &h(&page[6]),
+        )));
+        let bytes = encode_page(&deep, &page).unwrap();
+        // Bit 31, slots 1 2 3 4 6 14 29 30; then the leaves in slots 3 and
+        // 4 and the bottom level's nodes, nothing for slots 1, 2, 6 and 14.
+        let mut want =
+            (COMPACT | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 6 | 1 << 14 | 1 << 29 | 1 << 30)
+                .to_be_bytes()
+                .to_vec();
+        want.extend_from_slice(&a.encode());
+        want.extend_from_slice(&b.encode());
+        want.extend_from_slice(&page[29].as_ref().unwrap().encode());
+        want.extend_from_slice(&page[30].as_ref().unwrap().encode());
+        assert_eq!(bytes, want);
+        assert_eq!(decode_page(&deep, &bytes).unwrap(), page);
+        // The top strata are stored whole, with every hash.
+        let whole = encode_page(&top, &page).unwrap();
+        assert_eq!(whole.len(), want.len() + 4 * 33);
+        assert_eq!(whole[0] & 0x80, 0);
+        assert_eq!(decode_page(&top, &whole).unwrap(), page);
+        // Without bit 31 the same bytes lack four nodes; with an interior
+        // node where a compact page must store a leaf (slot 5, with no
+        // child present), they are refused too.
+        let mut bad = want.clone();
+        bad[0] &= 0x7f;
+        assert!(decode_page(&deep, &bad).is_err());
+        let mut bad = (u32::from_be_bytes([want[0], want[1], want[2], want[3]]) | 1 << 5)
+            .to_be_bytes()
+            .to_vec();
+        bad.extend_from_slice(&a.encode());
+        bad.extend_from_slice(&b.encode());
+        bad.extend_from_slice(&Node::Interior(Hash([9; 32])).encode());
+        bad.extend_from_slice(&want[4 + a.encoded_len() + b.encoded_len()..]);
+        let err = decode_page(&deep, &bad).unwrap_err();
+        assert!(err.contains("slot 5"), "{err}");
+        // An interior node with no child, or a leaf over nodes of the
+        // page: not the map's, so stored whole and read back as it was.
+        let mut odd = page.clone();
+        odd[8] = Some(Node::Interior(Hash([8; 32])));
+        let bytes = encode_page(&deep, &odd).unwrap();
+        assert_eq!(bytes[0] & 0x80, 0);
+        assert_eq!(decode_page(&deep, &bytes).unwrap(), odd);
+        let mut odd = page.clone();
+        odd[14] = Some(a.clone());
+        let bytes = encode_page(&deep, &odd).unwrap();
+        assert_eq!(bytes[0] & 0x80, 0);
+        assert_eq!(decode_page(&deep, &bytes).unwrap(), odd);
+    }
+
+    /// Keys that share their first 22 to 30 bits: their paths run through
+    /// pages of strata 5 to 7, stored compact, which give the same root
+    /// and proofs as the node-by-node map, also reloaded.
+    #[test]
+    fn compact_pages_give_the_node_maps_proofs() {
+        let deep_key = |i: u32| {
+            let mut k = key(i).0;
+            k[0] = 0xc3;
+            k[1] = 0x3c;
+            k[2] = (k[2] & 0x03) | if i.is_multiple_of(3) { 0x50 } else { 0x54 };
+            if i.is_multiple_of(5) {
+                k[3] &= 0x0f;
+            }
+            Hash(k)
+        };
+        let store = MemStore::new();
+        let mut hot = HotPages::load(&store).unwrap();
+        let mut nodes: BTreeMap<NodeId, Node> = BTreeMap::new();
+        for round in 0..4u32 {
+            let updates: Vec<(Hash, Vec<u8>)> = (0..60u32)
+                .map(|i| {
+                    (
+                        deep_key(i * (round + 1) % 150),
+                        vec![round as u8; 1 + i as usize % 5],
+                    )
+                })
+                .collect();
+            let paged = update_and_commit(&store, &mut hot, &updates);
+            let plain = smt::update(&nodes, &updates).unwrap();
+            plain.apply_to(&mut nodes);
+            assert_eq!(paged, plain);
+            let fresh = HotPages::load(&store).unwrap();
+            let fresh = MapPages::with_hot(&store, &fresh);
+            assert_eq!(smt::root(&fresh).unwrap(), paged.root);
+            for i in 0..160u32 {
+                assert_eq!(
+                    smt::prove(&fresh, &deep_key(i)).unwrap(),
+                    smt::prove(&nodes, &deep_key(i)).unwrap()
+                );
+            }
+        }
+        assert_store_holds(&store, &nodes);
+        let (mut compact, mut derived) = (0, 0);
+        let mut older = Batch::new();
+        for (k, v) in store.dump() {
+            let Some((&s, prefix)) = k.get(1..).and_then(<[u8]>::split_first) else {
+                continue;
+            };
+            if k[0] != Space::MapPage as u8 || k.len() < 3 {
+                continue;
+            }
+            assert_eq!(
+                v[0] & 0x80 != 0,
+                u16::from(s) >= COMPACT_FROM_STRATUM,
+                "page {}",
+                hex::encode(&k[1..])
+            );
+            if u16::from(s) >= COMPACT_FROM_STRATUM {
+                let mut p = [0u8; 32];
+                p[..prefix.len()].copy_from_slice(prefix);
+                let id = PageId(NodeId::new(u16::from(s) * PAGE_LEVELS, p).unwrap());
+                let page = decode_page(&id, &v).unwrap();
+                let upper = page[..UPPER_SLOTS]
+                    .iter()
+                    .filter(|n| matches!(n, Some(Node::Interior(_))))
+                    .count();
+                assert_eq!(v.len(), 4 + whole_len(&page) - 33 * upper);
+                compact += 1;
+                derived += upper;
+                if compact % 2 == 0 {
+                    // As a store of layout 5 holds it: whole.
+                    let whole = encode_page(&PageId(NodeId::root()), &page).unwrap();
+                    assert_eq!(whole.len(), 4 + whole_len(&page));
+                    older.put(Space::MapPage, k[1..].to_vec(), whole);
+                }
+            }
+        }
+        assert!(
+            compact >= 10 && derived >= 20,
+            "{compact} compact pages, {derived} derived nodes"
+        );
+        // A store of layout 5 with these pages whole reads the same, and
+        // becomes one of layout 6 with its next batch.
+        older.put(Space::MapPage, LAYOUT_KEY, LAYOUT_DEFERRED);
+        store.commit(older).unwrap();
+        let mut hot = HotPages::load(&store).unwrap();
+        assert!(!hot.layout_current);
+        assert_store_holds(&store, &nodes);
+        let updates: Vec<(Hash, Vec<u8>)> = (0..150u32)
+            .step_by(7)
+            .map(|i| (deep_key(i), vec![9]))
+            .collect();
+        let paged = update_and_commit(&store, &mut hot, &updates);
+        let plain = smt::update(&nodes, &updates).unwrap();
+        plain.apply_to(&mut nodes);
+        assert_eq!(paged, plain);
+        assert_eq!(
+            store.get(Space::MapPage, LAYOUT_KEY).unwrap().as_deref(),
+            Some(LAYOUT)
+        );
+        assert_store_holds(&store, &nodes);
+        let fresh = HotPages::load(&store).unwrap();
+        let fresh = MapPages::with_hot(&store, &fresh);
+        for i in 0..160u32 {
+            assert_eq!(
+                smt::prove(&fresh, &deep_key(i)).unwrap(),
+                smt::prove(&nodes, &deep_key(i)).unwrap()
+            );
+        }
+    }
+
+    /// The bytes of a page's nodes, each stored.
+    fn whole_len(page: &Page) -> usize {
+        page.iter().flatten().map(Node::encoded_len).sum()
     }
 
     /// A store in layout 1 (no layout key) is refused at open; a new one
@@ -994,7 +1278,7 @@ mod tests {
         store.commit(b).unwrap();
         assert_eq!(
             store.get(Space::MapPage, LAYOUT_KEY).unwrap(),
-            Some(vec![5])
+            Some(vec![6])
         );
         assert!(HotPages::load(&store).is_ok());
         // Later batches do not write it again.
@@ -1012,8 +1296,8 @@ mod tests {
         assert!(err.contains("layout 02"), "{err}");
         let err = PageCache::open(&store).err().unwrap().to_string();
         assert!(err.contains("layout 02"), "{err}");
-        // Layouts 3 and 4 are read as they are.
-        for older in [3u8, 4] {
+        // Layouts 3, 4 and 5 are read as they are.
+        for older in [3u8, 4, 5] {
             let mut b = Batch::new();
             b.put(Space::MapPage, LAYOUT_KEY.to_vec(), vec![older]);
             store.commit(b).unwrap();
@@ -1173,7 +1457,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(
             legacy.get(Space::MapPage, LAYOUT_KEY).unwrap(),
-            Some(vec![5])
+            Some(vec![6])
         );
         let left = top_stored(&legacy);
         assert!(
