@@ -12,7 +12,8 @@
 #
 #   cargo build --release && benches/scale-http.sh target/release/revledger [TOTAL]
 #
-# Not part of CI: 10^7 events take about 10 minutes and 4 GB of disk here.
+# Not part of CI: 10^7 events took 15 minutes and 3.5 GB of disk on a 2-core
+# machine (2026-12-04).
 # The load generator shares the machine. DATA=dir keeps the data dir
 # (default: a temporary one, removed at the end).
 set -euo pipefail
